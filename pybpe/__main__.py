@@ -1,0 +1,3 @@
+from pybpe.cli import main
+
+raise SystemExit(main())

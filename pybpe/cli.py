@@ -1,0 +1,167 @@
+"""The `pybpe` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pybpe.errors import PybpeError, VocabShortfallWarning
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_SHORTFALL = 3  # the tokenizer was saved, but with fewer merges than asked for
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + message
+        print(f"pybpe: error: {message} (see pybpe {self.prog.split()[-1]} --help)" if " " in self.prog
+              else f"pybpe: error: {message} (see pybpe --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _check_output_path(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a file name for the output")
+    if not parent.is_dir():
+        raise UserError(f"{path}: the directory {parent} does not exist")
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _show_token(token: bytes) -> str:
+    return repr(token.decode("utf-8", errors="replace"))
+
+
+def print_training_summary(tokenizer, report: dict, seconds: float, out: Optional[Path], file=sys.stdout) -> None:
+    r = report
+    rate = r["bytes_read"] / r["count_seconds"] / 1e6 if r["count_seconds"] > 0 else float("inf")
+    n_special = len(tokenizer.special_tokens)
+    print(f"  read          {_fmt_bytes(r['bytes_read'])} in {r['count_seconds']:.2f} s ({rate:.1f} MB/s)", file=file)
+    print(f"  pre-tokens    {r['pretokens']:,} ({r['unique_pretokens']:,} unique)", file=file)
+    print(f"  merges        {r['merges_learned']:,} learned in {r['merge_seconds']:.2f} s", file=file)
+    print(f"  total time    {seconds:.2f} s", file=file)
+    print(f"  vocab         {tokenizer.vocab_size:,} = 256 bytes + {r['merges_learned']:,} merges + {n_special} special",
+          file=file)
+    if out is not None:
+        print(f"  saved         {out}", file=file)
+    vocab = tokenizer.vocab
+    specials = set(tokenizer.special_tokens.values())
+    longest = sorted((i for i in vocab if i not in specials), key=lambda i: (-len(vocab[i]), i))[:10]
+    print("  longest tokens:", file=file)
+    for i in longest:
+        print(f"    {i:>7}  {len(vocab[i]):>3} bytes  {_show_token(vocab[i])}", file=file)
+
+
+def cmd_train(args) -> int:
+    from pybpe.progress import TrainingProgress
+    from pybpe.tokenizer import Tokenizer
+
+    out = Path(args.output)
+    _check_output_path(out)
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, not {args.threads}")
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught, TrainingProgress() as progress:
+        warnings.simplefilter("always", VocabShortfallWarning)
+        tokenizer = Tokenizer.train(
+            args.files,
+            vocab_size=args.vocab,
+            special_tokens=args.special or [],
+            pattern=args.pattern,
+            threads=args.threads,
+            strict_utf8=args.strict,
+            progress=progress,
+        )
+    tokenizer.save(out)
+    seconds = time.perf_counter() - started
+    report = tokenizer.train_report
+    print(f"pybpe train: {', '.join(args.files)}")
+    print_training_summary(tokenizer, report, seconds, out)
+    if report["invalid_utf8_bytes"]:
+        print(f"pybpe: note: replaced {report['invalid_utf8_bytes']:,} invalid UTF-8 bytes with U+FFFD "
+              f"(--strict refuses such input)", file=sys.stderr)
+    if any(issubclass(w.category, VocabShortfallWarning) for w in caught):
+        print(f"pybpe: warning: the corpus ran out of pairs after {report['merges_learned']:,} merges; "
+              f"saved {out} with vocab {tokenizer.vocab_size:,} instead of {args.vocab:,}", file=sys.stderr)
+        return EXIT_SHORTFALL
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from pybpe import demo
+
+    return demo.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pybpe", description="Fast byte-level BPE: train, encode, inspect.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a tokenizer on text files",
+                           description="Train a byte-level BPE tokenizer (CS336 semantics) on text files.")
+    train.add_argument("files", nargs="+", metavar="FILE", help="text files; - reads standard input")
+    train.add_argument("--vocab", type=int, required=True, metavar="N",
+                       help="vocabulary size: 256 bytes + special tokens + merges")
+    train.add_argument("--special", action="append", metavar="TOKEN",
+                       help="a special token such as <|endoftext|> (repeatable); never merged across")
+    train.add_argument("--pattern", default="gpt2", metavar="gpt2|gpt4|REGEX",
+                       help="pre-tokenizer: gpt2 (r50k, default), gpt4 (cl100k) or a regular expression")
+    train.add_argument("--threads", type=int, default=None, metavar="N", help="threads (default: all cores)")
+    train.add_argument("--strict", action="store_true", help="fail on invalid UTF-8 instead of replacing it")
+    train.add_argument("-o", "--output", default="tokenizer.json", metavar="OUT",
+                       help="where to write the tokenizer (default: tokenizer.json)")
+    train.set_defaults(run=cmd_train)
+
+    demo = sub.add_parser("demo", help="the whole pipeline on a built-in default corpus, offline",
+                          description="Train a tokenizer on TinyStories text from the shared data folder "
+                                      "(env PYBPE_DATA) and print what it learned.")
+    demo.add_argument("--out", default=None, metavar="DIR", help="where to write outputs (default: a temporary folder)")
+    demo.add_argument("--vocab", type=int, default=10000, metavar="N", help="vocabulary size (default 10000)")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except (UserError, PybpeError) as e:
+        print(f"pybpe: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except FileNotFoundError as e:
+        print(f"pybpe: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        name = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"pybpe: error: {name}{e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("pybpe: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,15 @@
+//! rust_bpe: the core of pybpe. A pre-tokenizer, a byte-level BPE trainer with CS336
+//! semantics, and the tokenizer file format; `python` holds the pyo3 bindings.
+
+pub mod error;
+pub mod pretokenize;
+pub mod tokenizer;
+pub mod train;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::BpeError;
+pub use pretokenize::{Pattern, SpecialTokens};
+pub use tokenizer::Tokenizer;
+pub use train::{train, Input, Progress, TrainOptions, TrainReport};

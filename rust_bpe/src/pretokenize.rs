@@ -1,0 +1,513 @@
+//! Pre-tokenization: special tokens are cut out first (longest match first), then every
+//! piece of text between them is split into pre-tokens by the pattern.
+//!
+//! The built-in patterns (`gpt2` = r50k, `gpt4` = cl100k) are hand-written state machines
+//! that give exactly the splits of the regular expressions in [`GPT2_REGEX`] and
+//! [`GPT4_REGEX`]; any other pattern goes through `fancy-regex` (general, slower).
+
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use crate::error::BpeError;
+
+pub const GPT2_REGEX: &str =
+    r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+pub const GPT4_REGEX: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
+
+/// How text is split into pre-tokens.
+#[derive(Clone, Debug)]
+pub enum Pattern {
+    Gpt2,
+    Gpt4,
+    Custom(Box<fancy_regex::Regex>),
+}
+
+impl Pattern {
+    /// `gpt2`, `gpt4` (also `r50k`, `cl100k`), or a regular expression.
+    pub fn parse(spec: &str) -> Result<Pattern, BpeError> {
+        match spec {
+            "gpt2" | "r50k" | "r50k_base" => Ok(Pattern::Gpt2),
+            "gpt4" | "cl100k" | "cl100k_base" => Ok(Pattern::Gpt4),
+            _ if spec == GPT2_REGEX => Ok(Pattern::Gpt2),
+            _ if spec == GPT4_REGEX => Ok(Pattern::Gpt4),
+            _ => {
+                if spec.is_empty() {
+                    return Err(BpeError::InvalidPattern("the pattern is empty".into()));
+                }
+                let regex = fancy_regex::Regex::new(spec)
+                    .map_err(|e| BpeError::InvalidPattern(format!("{spec:?}: {e}")))?;
+                Ok(Pattern::Custom(Box::new(regex)))
+            }
+        }
+    }
+
+    /// The name of a built-in pattern, or the regex itself.
+    pub fn name(&self) -> &str {
+        match self {
+            Pattern::Gpt2 => "gpt2",
+            Pattern::Gpt4 => "gpt4",
+            Pattern::Custom(re) => re.as_str(),
+        }
+    }
+
+    /// The regular expression this pattern is equal to.
+    pub fn regex(&self) -> &str {
+        match self {
+            Pattern::Gpt2 => GPT2_REGEX,
+            Pattern::Gpt4 => GPT4_REGEX,
+            Pattern::Custom(re) => re.as_str(),
+        }
+    }
+
+    pub fn is_builtin(&self) -> bool {
+        !matches!(self, Pattern::Custom(_))
+    }
+
+    /// Calls `emit` with each pre-token of `text`, in order; together they cover `text`.
+    pub fn split<'t>(&self, text: &'t str, mut emit: impl FnMut(&'t str)) {
+        match self {
+            Pattern::Gpt2 => split_with(text, gpt2_token_end, emit),
+            Pattern::Gpt4 => split_with(text, gpt4_token_end, emit),
+            Pattern::Custom(re) => {
+                // A regex that matches nothing somewhere leaves that text out, as `findall` does.
+                let mut at = 0;
+                while at <= text.len() {
+                    let Ok(Some(m)) = re.find_from_pos(text, at) else { break };
+                    if m.end() > m.start() {
+                        emit(m.as_str());
+                        at = m.end();
+                    } else {
+                        at = m.end() + text[m.end()..].chars().next().map_or(1, char::len_utf8);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where a chunk of text may be cut so that splitting the two halves apart gives the
+    /// same pre-tokens as splitting the whole: after a newline that sits between two
+    /// non-space ASCII characters, or before a space that sits between two ASCII letters.
+    /// Custom patterns have no such places (they are cut only at special tokens).
+    pub fn is_safe_cut(&self, bytes: &[u8], at: usize) -> bool {
+        if !self.is_builtin() || at < 2 || at + 1 >= bytes.len() {
+            return false;
+        }
+        let (before, here, after) = (bytes[at - 1], bytes[at], bytes[at + 1]);
+        (before == b'\n' && bytes[at - 2].is_ascii_graphic() && here.is_ascii_graphic())
+            || (here == b' ' && before.is_ascii_alphabetic() && after.is_ascii_alphabetic())
+    }
+}
+
+fn split_with<'t>(text: &'t str, token_end: fn(&[u8], usize) -> usize, mut emit: impl FnMut(&'t str)) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = token_end(bytes, start);
+        debug_assert!(end > start && text.is_char_boundary(end));
+        emit(&text[start..end]);
+        start = end;
+    }
+}
+
+/// The character classes the patterns use: `\p{L}`, `\p{N}`, `\s`, and everything else.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum Class {
+    Letter = 0,
+    Number = 1,
+    Space = 2,
+    Other = 3,
+}
+
+const fn ascii_class(b: u8) -> Class {
+    match b {
+        b'a'..=b'z' | b'A'..=b'Z' => Class::Letter,
+        b'0'..=b'9' => Class::Number,
+        b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' => Class::Space,
+        _ => Class::Other,
+    }
+}
+
+const ASCII_CLASS: [Class; 128] = {
+    let mut table = [Class::Other; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = ascii_class(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// One class per code point, from the same Unicode tables the `regex` crates use.
+fn unicode_classes() -> &'static [u8] {
+    static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = vec![Class::Other as u8; 0x11_0000];
+        for (class_regex, class) in [(r"\s", Class::Space), (r"\p{N}", Class::Number), (r"\p{L}", Class::Letter)] {
+            let hir = regex_syntax::Parser::new().parse(class_regex).expect("class regex");
+            let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(ranges)) = hir.kind() else {
+                unreachable!("{class_regex} is a Unicode class")
+            };
+            for range in ranges.iter() {
+                for cp in range.start() as usize..=range.end() as usize {
+                    table[cp] = class as u8;
+                }
+            }
+        }
+        table
+    })
+}
+
+/// The class of the character starting at `at`, and its length in bytes.
+#[inline(always)]
+fn class_at(bytes: &[u8], at: usize) -> (Class, usize) {
+    let b = bytes[at];
+    if b < 0x80 {
+        return (ASCII_CLASS[b as usize], 1);
+    }
+    let (cp, len) = decode_utf8(bytes, at);
+    // SAFETY of the transmute-free path: the table only holds valid Class discriminants.
+    let class = match unicode_classes()[cp as usize] {
+        0 => Class::Letter,
+        1 => Class::Number,
+        2 => Class::Space,
+        _ => Class::Other,
+    };
+    (class, len)
+}
+
+/// Decodes the (valid) UTF-8 character of two or more bytes starting at `at`.
+#[inline(always)]
+fn decode_utf8(bytes: &[u8], at: usize) -> (u32, usize) {
+    let b0 = bytes[at] as u32;
+    if b0 < 0xE0 {
+        (((b0 & 0x1F) << 6) | (bytes[at + 1] as u32 & 0x3F), 2)
+    } else if b0 < 0xF0 {
+        (((b0 & 0x0F) << 12) | ((bytes[at + 1] as u32 & 0x3F) << 6) | (bytes[at + 2] as u32 & 0x3F), 3)
+    } else {
+        (
+            ((b0 & 0x07) << 18)
+                | ((bytes[at + 1] as u32 & 0x3F) << 12)
+                | ((bytes[at + 2] as u32 & 0x3F) << 6)
+                | (bytes[at + 3] as u32 & 0x3F),
+            4,
+        )
+    }
+}
+
+/// The end of the run of characters of `class` that starts at `at`.
+#[inline(always)]
+fn run_end(bytes: &[u8], mut at: usize, class: Class) -> usize {
+    while at < bytes.len() {
+        let (c, len) = class_at(bytes, at);
+        if c != class {
+            break;
+        }
+        at += len;
+    }
+    at
+}
+
+/// The end of the whitespace run starting at `at`, and where its last character starts.
+#[inline(always)]
+fn space_run(bytes: &[u8], mut at: usize) -> (usize, usize) {
+    let mut last = at;
+    while at < bytes.len() {
+        let (c, len) = class_at(bytes, at);
+        if c != Class::Space {
+            break;
+        }
+        last = at;
+        at += len;
+    }
+    (at, last)
+}
+
+/// `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+fn gpt2_token_end(bytes: &[u8], at: usize) -> usize {
+    let n = bytes.len();
+    if bytes[at] == b'\'' && at + 1 < n {
+        match bytes[at + 1] {
+            b's' | b'd' | b'm' | b't' => return at + 2,
+            b'l' if bytes.get(at + 2) == Some(&b'l') => return at + 3,
+            b'v' | b'r' if bytes.get(at + 2) == Some(&b'e') => return at + 3,
+            _ => {}
+        }
+    }
+    let (class, len) = class_at(bytes, at);
+    match class {
+        Class::Space => {
+            if bytes[at] == b' ' && at + 1 < n {
+                let (next, _) = class_at(bytes, at + 1);
+                if next != Class::Space {
+                    return run_end(bytes, at + 1, next);
+                }
+            }
+            let (end, last) = space_run(bytes, at);
+            if end < n && last > at {
+                last // \s+(?!\S): leave the last space for the next token
+            } else {
+                end
+            }
+        }
+        _ => run_end(bytes, at + len, class),
+    }
+}
+
+/// `'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s`
+fn gpt4_token_end(bytes: &[u8], at: usize) -> usize {
+    let n = bytes.len();
+    if bytes[at] == b'\'' && at + 1 < n {
+        let lower = |i: usize| bytes.get(i).map(u8::to_ascii_lowercase);
+        match lower(at + 1) {
+            Some(b's' | b'd' | b'm' | b't') => return at + 2,
+            Some(b'l') if lower(at + 2) == Some(b'l') => return at + 3,
+            Some(b'v' | b'r') if lower(at + 2) == Some(b'e') => return at + 3,
+            // U+017F LATIN SMALL LETTER LONG S case-folds to 's'.
+            _ if bytes[at + 1..].starts_with("\u{17F}".as_bytes()) => return at + 3,
+            _ => {}
+        }
+    }
+    let (class, len) = class_at(bytes, at);
+    match class {
+        Class::Letter => run_end(bytes, at + len, Class::Letter),
+        Class::Number => {
+            let mut end = at + len;
+            for _ in 0..2 {
+                if end < n {
+                    let (c, l) = class_at(bytes, end);
+                    if c == Class::Number {
+                        end += l;
+                        continue;
+                    }
+                }
+                break;
+            }
+            end
+        }
+        Class::Other | Class::Space => {
+            // [^\r\n\p{L}\p{N}]?+\p{L}++
+            if bytes[at] != b'\r' && bytes[at] != b'\n' && at + len < n && class_at(bytes, at + len).0 == Class::Letter {
+                return run_end(bytes, at + len, Class::Letter);
+            }
+            // ` ?[^\s\p{L}\p{N}]++[\r\n]*+`
+            let others_from = if class == Class::Other {
+                Some(at)
+            } else if bytes[at] == b' ' && at + 1 < n && class_at(bytes, at + 1).0 == Class::Other {
+                Some(at + 1)
+            } else {
+                None
+            };
+            if let Some(from) = others_from {
+                let mut end = run_end(bytes, from, Class::Other);
+                while end < n && (bytes[end] == b'\r' || bytes[end] == b'\n') {
+                    end += 1;
+                }
+                return end;
+            }
+            let (end, last) = space_run(bytes, at);
+            if end == n {
+                return end; // \s++$
+            }
+            if let Some(newline) = bytes[at..end].iter().rposition(|&b| b == b'\r' || b == b'\n') {
+                return at + newline + 1; // \s*[\r\n]
+            }
+            if last > at {
+                last // \s+(?!\S)
+            } else {
+                at + len // \s
+            }
+        }
+    }
+}
+
+/// Special tokens, matched longest first; text between them is pre-tokenized on its own.
+#[derive(Clone, Debug)]
+pub struct SpecialTokens {
+    tokens: Vec<String>,
+    matcher: Option<AhoCorasick>,
+    max_len: usize,
+}
+
+/// A piece of text between special tokens, or the index of a special token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'t> {
+    Text(&'t str),
+    Special(usize),
+}
+
+impl SpecialTokens {
+    pub fn new(tokens: &[String]) -> Result<SpecialTokens, BpeError> {
+        let mut seen = std::collections::HashSet::new();
+        for token in tokens {
+            if token.is_empty() {
+                return Err(BpeError::InvalidSpecialToken("a special token is empty".into()));
+            }
+            if !seen.insert(token) {
+                return Err(BpeError::InvalidSpecialToken(format!("{token:?} is given twice")));
+            }
+        }
+        let matcher = if tokens.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(tokens)
+                    .expect("special-token matcher"),
+            )
+        };
+        Ok(SpecialTokens { tokens: tokens.to_vec(), matcher, max_len: tokens.iter().map(String::len).max().unwrap_or(0) })
+    }
+
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Calls `emit` with the text pieces and special tokens of `text`, in order.
+    pub fn for_each_piece<'t>(&self, text: &'t str, mut emit: impl FnMut(Piece<'t>)) {
+        let Some(matcher) = &self.matcher else {
+            if !text.is_empty() {
+                emit(Piece::Text(text));
+            }
+            return;
+        };
+        let mut start = 0;
+        for m in matcher.find_iter(text) {
+            if m.start() > start {
+                emit(Piece::Text(&text[start..m.start()]));
+            }
+            emit(Piece::Special(m.pattern().as_usize()));
+            start = m.end();
+        }
+        if start < text.len() {
+            emit(Piece::Text(&text[start..]));
+        }
+    }
+
+    /// Whether a special token occurrence covers both `bytes[at - 1]` and `bytes[at]`.
+    pub fn crosses(&self, bytes: &[u8], at: usize) -> bool {
+        if self.max_len < 2 {
+            return false;
+        }
+        let from = at.saturating_sub(self.max_len - 1);
+        (from..at).any(|s| self.tokens.iter().any(|t| t.len() > at - s && bytes[s..].starts_with(t.as_bytes())))
+    }
+
+    /// Where each special token ends, scanning `bytes` from its start (longest first).
+    pub fn match_ends<'b>(&'b self, bytes: &'b [u8]) -> impl Iterator<Item = usize> + 'b {
+        self.matcher.iter().flat_map(move |m| m.find_iter(bytes).map(|m| m.end()))
+    }
+
+    /// The length in bytes of the longest special token.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(pattern: &Pattern, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        pattern.split(text, |t| out.push(t.to_string()));
+        out
+    }
+
+    fn regex_split(regex: &str, text: &str) -> Vec<String> {
+        let re = fancy_regex::Regex::new(regex).unwrap();
+        re.find_iter(text).map(|m| m.unwrap().as_str().to_string()).collect()
+    }
+
+    const SAMPLES: &[&str] = &[
+        "Hello world",
+        "Hello, world! It's 2024 and I'll've they're WE'RE we'Ve",
+        "   leading spaces\n\n\ntrailing   ",
+        "tabs\tand\r\nwindows\r\n\r\nlines",
+        "numbers 1234567 and 3.14159 and ١٢٣",
+        "emoji 😀👍🏽 and CJK 中文字符 and Ελληνικά and עברית",
+        "combining e\u{301} and \u{300}alone",
+        "a  b   c\u{a0}\u{a0}d\u{3000}e",
+        "'s 'S 'LL 'ſ ''s x's",
+        "!!!??? ... ---\n\n",
+        "\n",
+        " ",
+        "  ",
+        "x \n y",
+        "end with space ",
+        "\u{85}\u{2028}mixed\u{2029}",
+        "don't stop-believin' 'til",
+        " !\r\n\r\n?",
+    ];
+
+    #[test]
+    fn builtin_patterns_match_their_regexes() {
+        for (pattern, regex) in [(Pattern::Gpt2, GPT2_REGEX), (Pattern::Gpt4, GPT4_REGEX)] {
+            for text in SAMPLES {
+                assert_eq!(split(&pattern, text), regex_split(regex, text), "{} on {text:?}", pattern.name());
+            }
+        }
+    }
+
+    #[test]
+    fn custom_pattern_uses_the_regex() {
+        let pattern = Pattern::parse(r"\w+|\s+|[^\w\s]+").unwrap();
+        assert_eq!(split(&pattern, "ab, cd"), vec!["ab", ",", " ", "cd"]);
+        assert!(matches!(Pattern::parse("(unclosed"), Err(BpeError::InvalidPattern(_))));
+    }
+
+    #[test]
+    fn safe_cuts_do_not_change_splits() {
+        let text = "one two\nthree four.\nFive six 7\n\nseven eight";
+        for pattern in [Pattern::Gpt2, Pattern::Gpt4] {
+            let whole = split(&pattern, text);
+            for at in 0..text.len() {
+                if pattern.is_safe_cut(text.as_bytes(), at) {
+                    let mut halves = split(&pattern, &text[..at]);
+                    halves.extend(split(&pattern, &text[at..]));
+                    assert_eq!(halves, whole, "cut at {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn safe_cuts_hold_on_random_text() {
+        let alphabet = ["a", "B", " ", "\n", "\t", "!", "1", "'", "s", "\r", "\u{3000}", "é"];
+        let mut seed = 12345u64;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..12 {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                text.push_str(alphabet[(seed >> 33) as usize % alphabet.len()]);
+            }
+            for pattern in [Pattern::Gpt2, Pattern::Gpt4] {
+                let whole = split(&pattern, &text);
+                assert_eq!(whole, regex_split(pattern.regex(), &text), "{text:?}");
+                for at in 0..text.len() {
+                    if pattern.is_safe_cut(text.as_bytes(), at) {
+                        let mut halves = split(&pattern, &text[..at]);
+                        halves.extend(split(&pattern, &text[at..]));
+                        assert_eq!(halves, whole, "{text:?} cut at {at}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn specials_longest_first() {
+        let specials = SpecialTokens::new(&["<|a|>".into(), "<|a|><|a|>".into()]).unwrap();
+        let mut pieces = Vec::new();
+        specials.for_each_piece("x<|a|><|a|>y<|a|>", |p| pieces.push(format!("{p:?}")));
+        assert_eq!(pieces, vec!["Text(\"x\")", "Special(1)", "Text(\"y\")", "Special(0)"]);
+        assert!(specials.crosses(b"x<|a|>y", 3));
+        assert!(!specials.crosses(b"x<|a|>y", 1));
+    }
+}

@@ -1,0 +1,206 @@
+//! The pyo3 bindings: `pybpe._core`. Thin: conversions, the GIL released around the work,
+//! and errors turned into the exception types below.
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::error::BpeError;
+use crate::pretokenize::Pattern;
+use crate::tokenizer::Tokenizer;
+use crate::train::{self, Input, Progress, TrainOptions};
+
+pyo3::create_exception!(pybpe, PybpeError, PyException, "Base class of every error pybpe raises.");
+pyo3::create_exception!(pybpe, FileError, PybpeError, "A file could not be read or written.");
+pyo3::create_exception!(pybpe, CorpusError, PybpeError, "The training text cannot be used (empty, or not UTF-8 under strict decoding).");
+pyo3::create_exception!(pybpe, ConfigError, PybpeError, "An argument is out of range or malformed (vocab size, pattern, special tokens).");
+pyo3::create_exception!(pybpe, TokenizerFileError, PybpeError, "A tokenizer file is not one, or is damaged.");
+
+fn to_py_err(err: BpeError) -> PyErr {
+    let message = err.to_string();
+    match err {
+        BpeError::Io(_) => FileError::new_err(message),
+        BpeError::InvalidUtf8(_) | BpeError::EmptyCorpus(_) => CorpusError::new_err(message),
+        BpeError::InvalidVocabSize(_)
+        | BpeError::InvalidPattern(_)
+        | BpeError::InvalidSpecialToken(_)
+        | BpeError::InvalidArgument(_) => ConfigError::new_err(message),
+        BpeError::TokenizerFile(_) => TokenizerFileError::new_err(message),
+        BpeError::Interrupted => PyKeyboardInterrupt::new_err(message),
+    }
+}
+
+/// The Rust tokenizer behind `pybpe.Tokenizer`.
+#[pyclass(frozen, module = "pybpe._core")]
+struct CoreTokenizer {
+    inner: Tokenizer,
+}
+
+#[pymethods]
+impl CoreTokenizer {
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<CoreTokenizer> {
+        let inner = py.detach(|| Tokenizer::load(&path)).map_err(to_py_err)?;
+        Ok(CoreTokenizer { inner })
+    }
+
+    #[staticmethod]
+    fn from_json(py: Python<'_>, text: &str) -> PyResult<CoreTokenizer> {
+        let text = text.to_owned();
+        let inner = py.detach(|| Tokenizer::from_json(&text)).map_err(to_py_err)?;
+        Ok(CoreTokenizer { inner })
+    }
+
+    /// Builds a tokenizer from token bytes by id, merges as id pairs, and special tokens.
+    #[staticmethod]
+    fn from_parts(
+        vocab: Vec<Vec<u8>>,
+        merges: Vec<(u32, u32)>,
+        special_tokens: Vec<(String, u32)>,
+        pattern: &str,
+    ) -> PyResult<CoreTokenizer> {
+        let pattern = Pattern::parse(pattern).map_err(to_py_err)?;
+        let inner = Tokenizer::new(vocab, merges, special_tokens, pattern).map_err(to_py_err)?;
+        Ok(CoreTokenizer { inner })
+    }
+
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| self.inner.save(&path)).map_err(to_py_err)
+    }
+
+    fn to_json(&self) -> String {
+        self.inner.to_json()
+    }
+
+    fn vocab<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (id, bytes) in self.inner.vocab().iter().enumerate() {
+            dict.set_item(id, PyBytes::new(py, bytes))?;
+        }
+        Ok(dict)
+    }
+
+    fn merges<'py>(&self, py: Python<'py>) -> Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let vocab = self.inner.vocab();
+        self.inner
+            .merges()
+            .iter()
+            .map(|&(a, b)| (PyBytes::new(py, &vocab[a as usize]), PyBytes::new(py, &vocab[b as usize])))
+            .collect()
+    }
+
+    fn merge_ids(&self) -> Vec<(u32, u32)> {
+        self.inner.merges().to_vec()
+    }
+
+    fn special_tokens(&self) -> Vec<(String, u32)> {
+        self.inner.special_tokens().to_vec()
+    }
+
+    fn pattern(&self) -> String {
+        self.inner.pattern().name().to_string()
+    }
+
+    fn pattern_regex(&self) -> String {
+        self.inner.pattern().regex().to_string()
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+}
+
+/// Splits `text` into pre-tokens (special tokens cut out first and returned whole).
+#[pyfunction]
+#[pyo3(signature = (text, pattern = "gpt2", special_tokens = Vec::new()))]
+fn pretokenize(py: Python<'_>, text: &str, pattern: &str, special_tokens: Vec<String>) -> PyResult<Vec<String>> {
+    let pattern = Pattern::parse(pattern).map_err(to_py_err)?;
+    let specials = crate::pretokenize::SpecialTokens::new(&special_tokens).map_err(to_py_err)?;
+    let text = text.to_owned();
+    Ok(py.detach(|| {
+        let mut out = Vec::new();
+        specials.for_each_piece(&text, |piece| match piece {
+            crate::pretokenize::Piece::Text(t) => pattern.split(t, |w| out.push(w.to_string())),
+            crate::pretokenize::Piece::Special(i) => out.push(special_tokens[i].clone()),
+        });
+        out
+    }))
+}
+
+/// Trains a tokenizer; returns it and a report (a dict). `progress(phase, done, total)` is
+/// called now and then, `total` None while the size of the input is unknown.
+#[pyfunction]
+#[pyo3(signature = (files, vocab_size, special_tokens, pattern, threads, strict_utf8, progress = None))]
+#[allow(clippy::too_many_arguments)]
+fn train_bpe<'py>(
+    py: Python<'py>,
+    files: Vec<String>,
+    vocab_size: u64,
+    special_tokens: Vec<String>,
+    pattern: &str,
+    threads: usize,
+    strict_utf8: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<(CoreTokenizer, Bound<'py, PyDict>)> {
+    let pattern = Pattern::parse(pattern).map_err(to_py_err)?;
+    let inputs: Vec<Input> =
+        files.iter().map(|f| if f == "-" { Input::Stdin } else { Input::File(PathBuf::from(f)) }).collect();
+    let options = TrainOptions { vocab_size, special_tokens, pattern, threads, strict_utf8 };
+    let mut callback_error: Option<PyErr> = None;
+    let result = py.detach(|| {
+        let mut report_progress = |p: Progress| -> bool {
+            Python::attach(|py| {
+                if let Err(e) = py.check_signals() {
+                    callback_error = Some(e);
+                    return false;
+                }
+                let Some(cb) = &progress else { return true };
+                let call = match p {
+                    Progress::Counting { bytes_done, bytes_total } => cb.call1(py, ("count", bytes_done, bytes_total)),
+                    Progress::Merging { done, total } => cb.call1(py, ("merge", done, Some(total))),
+                };
+                match call {
+                    Ok(_) => true,
+                    Err(e) => {
+                        callback_error = Some(e);
+                        false
+                    }
+                }
+            })
+        };
+        train::train(&inputs, &options, &mut report_progress)
+    });
+    let (tokenizer, report) = match result {
+        Ok(done) => done,
+        Err(BpeError::Interrupted) if callback_error.is_some() => return Err(callback_error.unwrap()),
+        Err(e) => return Err(to_py_err(e)),
+    };
+    let dict = PyDict::new(py);
+    dict.set_item("bytes_read", report.bytes_read)?;
+    dict.set_item("invalid_utf8_bytes", report.invalid_utf8_bytes)?;
+    dict.set_item("pretokens", report.pretokens)?;
+    dict.set_item("unique_pretokens", report.unique_pretokens)?;
+    dict.set_item("merges_requested", report.merges_requested)?;
+    dict.set_item("merges_learned", report.merges_learned)?;
+    dict.set_item("count_seconds", report.count_seconds)?;
+    dict.set_item("merge_seconds", report.merge_seconds)?;
+    Ok((CoreTokenizer { inner: tokenizer }, dict))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<CoreTokenizer>()?;
+    m.add_function(wrap_pyfunction!(train_bpe, m)?)?;
+    m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
+    m.add("PybpeError", py.get_type::<PybpeError>())?;
+    m.add("FileError", py.get_type::<FileError>())?;
+    m.add("CorpusError", py.get_type::<CorpusError>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("TokenizerFileError", py.get_type::<TokenizerFileError>())?;
+    m.add("GPT2_REGEX", crate::pretokenize::GPT2_REGEX)?;
+    m.add("GPT4_REGEX", crate::pretokenize::GPT4_REGEX)?;
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! A trained tokenizer: its vocabulary, merges, special tokens and pattern, and the
+//! JSON file it is saved as.
+//!
+//! The file is one readable JSON document:
+//! ```json
+//! {"format": "pybpe", "version": 1, "pattern": "gpt2",
+//!  "special_tokens": {"<|endoftext|>": 32255},
+//!  "vocab": {"Ā": 0, ..., "Ġt": 256, ...},
+//!  "merges": [["Ġ", "t"], ...]}
+//! ```
+//! Token bytes are written with GPT-2's byte-to-unicode characters, as in GPT-2's own
+//! `vocab.json` and `merges.txt`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::BpeError;
+use crate::pretokenize::{Pattern, SpecialTokens};
+
+pub const FORMAT_NAME: &str = "pybpe";
+pub const FORMAT_VERSION: u64 = 1;
+
+#[derive(Clone, Debug)]
+pub struct Tokenizer {
+    /// Token bytes by id, for every id below `vocab_size()` (special tokens included).
+    vocab: Vec<Vec<u8>>,
+    /// Merges in the order they were learned, as pairs of token ids.
+    merges: Vec<(u32, u32)>,
+    /// Special tokens and their ids, in the order they were given.
+    special_tokens: Vec<(String, u32)>,
+    pattern: Pattern,
+    specials: SpecialTokens,
+}
+
+impl Tokenizer {
+    /// Checks that every merge joins two tokens into a third one of the vocabulary, that
+    /// all 256 bytes are tokens, and that ids are 0..vocab_size without gaps.
+    pub fn new(
+        vocab: Vec<Vec<u8>>,
+        merges: Vec<(u32, u32)>,
+        special_tokens: Vec<(String, u32)>,
+        pattern: Pattern,
+    ) -> Result<Tokenizer, BpeError> {
+        let invalid = BpeError::TokenizerFile;
+        let n = vocab.len() as u64;
+        if n > u32::MAX as u64 {
+            return Err(invalid("too many tokens".into()));
+        }
+        let mut ids_by_bytes: HashMap<&[u8], u32> = HashMap::with_capacity(vocab.len());
+        let special_ids: std::collections::HashSet<u32> = special_tokens.iter().map(|(_, id)| *id).collect();
+        for (name, id) in &special_tokens {
+            if *id as u64 >= n {
+                return Err(invalid(format!("special token {name:?} has id {id}, outside the vocabulary of {n}")));
+            }
+            if vocab[*id as usize] != name.as_bytes() {
+                return Err(invalid(format!("special token {name:?} has id {id}, which holds other bytes")));
+            }
+        }
+        for (id, bytes) in vocab.iter().enumerate() {
+            if special_ids.contains(&(id as u32)) {
+                continue;
+            }
+            if bytes.is_empty() {
+                return Err(invalid(format!("token {id} is empty")));
+            }
+            if ids_by_bytes.insert(bytes, id as u32).is_some() {
+                return Err(invalid(format!("token {id} ({}) appears twice", printable(bytes))));
+            }
+        }
+        for byte in 0..=255u8 {
+            if !ids_by_bytes.contains_key(&[byte][..]) {
+                return Err(invalid(format!("the single byte {byte:#04x} is not a token")));
+            }
+        }
+        for (rank, &(a, b)) in merges.iter().enumerate() {
+            let (Some(left), Some(right)) = (vocab.get(a as usize), vocab.get(b as usize)) else {
+                return Err(invalid(format!("merge {rank} refers to a token outside the vocabulary")));
+            };
+            let joined = [left.as_slice(), right.as_slice()].concat();
+            if !ids_by_bytes.contains_key(joined.as_slice()) {
+                return Err(invalid(format!("merge {rank} makes {}, which is not in the vocabulary", printable(&joined))));
+            }
+        }
+        let names: Vec<String> = special_tokens.iter().map(|(s, _)| s.clone()).collect();
+        let specials = SpecialTokens::new(&names).map_err(|e| invalid(e.to_string()))?;
+        Ok(Tokenizer { vocab, merges, special_tokens, pattern, specials })
+    }
+
+    pub fn vocab(&self) -> &[Vec<u8>] {
+        &self.vocab
+    }
+    pub fn vocab_size(&self) -> usize {
+        self.vocab.len()
+    }
+    pub fn merges(&self) -> &[(u32, u32)] {
+        &self.merges
+    }
+    pub fn special_tokens(&self) -> &[(String, u32)] {
+        &self.special_tokens
+    }
+    pub fn specials(&self) -> &SpecialTokens {
+        &self.specials
+    }
+    pub fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special_tokens.iter().any(|(_, s)| *s == id)
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(64 * self.vocab.len());
+        let js = |s: &str| serde_json::to_string(s).expect("string to JSON");
+        out.push_str(&format!("{{\n  \"format\": \"{FORMAT_NAME}\",\n  \"version\": {FORMAT_VERSION},\n"));
+        out.push_str(&format!("  \"pattern\": {},\n", js(self.pattern.name())));
+        out.push_str("  \"special_tokens\": {");
+        for (i, (name, id)) in self.special_tokens.iter().enumerate() {
+            out.push_str(if i == 0 { "\n    " } else { ",\n    " });
+            out.push_str(&format!("{}: {id}", js(name)));
+        }
+        out.push_str(if self.special_tokens.is_empty() { "},\n" } else { "\n  },\n" });
+        out.push_str("  \"vocab\": {");
+        let mut first = true;
+        for (id, bytes) in self.vocab.iter().enumerate() {
+            if self.is_special(id as u32) {
+                continue;
+            }
+            out.push_str(if first { "\n    " } else { ",\n    " });
+            first = false;
+            out.push_str(&format!("{}: {id}", js(&bytes_to_unicode_string(bytes))));
+        }
+        out.push_str("\n  },\n  \"merges\": [");
+        for (i, &(a, b)) in self.merges.iter().enumerate() {
+            out.push_str(if i == 0 { "\n    " } else { ",\n    " });
+            out.push_str(&format!(
+                "[{}, {}]",
+                js(&bytes_to_unicode_string(&self.vocab[a as usize])),
+                js(&bytes_to_unicode_string(&self.vocab[b as usize]))
+            ));
+        }
+        out.push_str(if self.merges.is_empty() { "]\n}\n" } else { "\n  ]\n}\n" });
+        out
+    }
+
+    pub fn from_json(text: &str) -> Result<Tokenizer, BpeError> {
+        let invalid = BpeError::TokenizerFile;
+        let doc: Value = serde_json::from_str(text).map_err(|e| invalid(format!("not valid JSON ({e})")))?;
+        let Value::Object(doc) = doc else { return Err(invalid("not a JSON object".into())) };
+        if doc.get("format").and_then(Value::as_str) != Some(FORMAT_NAME) {
+            return Err(invalid(format!("not a pybpe tokenizer (no \"format\": \"{FORMAT_NAME}\")")));
+        }
+        match doc.get("version").and_then(Value::as_u64) {
+            Some(FORMAT_VERSION) => {}
+            Some(v) => return Err(invalid(format!("format version {v} is not supported (this pybpe reads {FORMAT_VERSION})"))),
+            None => return Err(invalid("no format version".into())),
+        }
+        let pattern = doc.get("pattern").and_then(Value::as_str).ok_or_else(|| invalid("no \"pattern\"".into()))?;
+        let pattern = Pattern::parse(pattern).map_err(|e| invalid(e.to_string()))?;
+        let field = |name: &str| doc.get(name).and_then(Value::as_object).ok_or_else(|| invalid(format!("no \"{name}\" object")));
+        let id_of = |v: &Value, what: &str| {
+            v.as_u64().filter(|&id| id < u32::MAX as u64).map(|id| id as u32).ok_or_else(|| invalid(format!("{what} has no valid id")))
+        };
+        let mut special_tokens = Vec::new();
+        for (name, id) in field("special_tokens")? {
+            special_tokens.push((name.clone(), id_of(id, &format!("special token {name:?}"))?));
+        }
+        let vocab_obj = field("vocab")?;
+        let size = vocab_obj.len() + special_tokens.len();
+        let mut vocab: Vec<Option<Vec<u8>>> = vec![None; size];
+        let mut place = |id: u32, bytes: Vec<u8>, what: &str| -> Result<(), BpeError> {
+            match vocab.get_mut(id as usize) {
+                None => Err(invalid(format!("{what} has id {id}, but the ids must run from 0 to {}", size - 1))),
+                Some(Some(_)) => Err(invalid(format!("id {id} is used twice"))),
+                Some(slot) => {
+                    *slot = Some(bytes);
+                    Ok(())
+                }
+            }
+        };
+        for (token, id) in vocab_obj {
+            let bytes = unicode_string_to_bytes(token).ok_or_else(|| invalid(format!("vocab entry {token:?} is not in byte-to-unicode form")))?;
+            place(id_of(id, &format!("vocab entry {token:?}"))?, bytes, &format!("vocab entry {token:?}"))?;
+        }
+        for (name, id) in &special_tokens {
+            place(*id, name.as_bytes().to_vec(), &format!("special token {name:?}"))?;
+        }
+        let vocab: Vec<Vec<u8>> = vocab.into_iter().map(|t| t.expect("every id placed")).collect();
+        let ids: HashMap<&str, u32> = vocab_obj.iter().map(|(t, id)| (t.as_str(), id.as_u64().unwrap_or(0) as u32)).collect();
+        let mut merges = Vec::new();
+        let merge_list = doc.get("merges").and_then(Value::as_array).ok_or_else(|| invalid("no \"merges\" list".into()))?;
+        for (rank, merge) in merge_list.iter().enumerate() {
+            let pair = merge.as_array().filter(|p| p.len() == 2);
+            let pair = pair.and_then(|p| Some((p[0].as_str()?, p[1].as_str()?)));
+            let Some((a, b)) = pair else { return Err(invalid(format!("merge {rank} is not a pair of strings"))) };
+            let (Some(&a), Some(&b)) = (ids.get(a), ids.get(b)) else {
+                return Err(invalid(format!("merge {rank} ({a:?}, {b:?}) uses a token that is not in the vocab")));
+            };
+            merges.push((a, b));
+        }
+        Tokenizer::new(vocab, merges, special_tokens, pattern)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), BpeError> {
+        write_atomically(path, self.to_json().as_bytes())
+    }
+
+    pub fn load(path: &Path) -> Result<Tokenizer, BpeError> {
+        if path.is_dir() {
+            return Err(BpeError::Io(format!("{}: is a directory, not a tokenizer file", path.display())));
+        }
+        let text = std::fs::read(path).map_err(|e| BpeError::io(path, &e))?;
+        let text = String::from_utf8(text)
+            .map_err(|_| BpeError::TokenizerFile(format!("{}: not a tokenizer file (not UTF-8 text)", path.display())))?;
+        Tokenizer::from_json(&text).map_err(|e| BpeError::TokenizerFile(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Writes `data` to a temporary file beside `path` and renames it into place, so that
+/// `path` is never left half-written.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), BpeError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(BpeError::Io(format!("{}: the directory {} does not exist", path.display(), dir.display())));
+    }
+    let name = path.file_name().ok_or_else(|| BpeError::Io(format!("{}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(data).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(BpeError::io(path, &e));
+    }
+    Ok(())
+}
+
+/// GPT-2's table from bytes to printable characters: printable Latin-1 bytes stand for
+/// themselves, the others are moved to U+0100 and up.
+pub fn byte_to_unicode() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut next = 256u32;
+    for b in 0..256u32 {
+        let printable = (b'!' as u32..=b'~' as u32).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+        table[b as usize] = if printable {
+            char::from_u32(b).unwrap()
+        } else {
+            next += 1;
+            char::from_u32(next - 1).unwrap()
+        };
+    }
+    table
+}
+
+pub fn bytes_to_unicode_string(bytes: &[u8]) -> String {
+    let table = byte_to_unicode();
+    bytes.iter().map(|&b| table[b as usize]).collect()
+}
+
+pub fn unicode_string_to_bytes(s: &str) -> Option<Vec<u8>> {
+    let table = byte_to_unicode();
+    s.chars().map(|c| table.iter().position(|&t| t == c).map(|b| b as u8)).collect()
+}
+
+/// Bytes shown as text where they are UTF-8, escaped where not.
+pub fn printable(bytes: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Tokenizer {
+        let mut vocab: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        vocab.push(b" t".to_vec());
+        vocab.push(b" th".to_vec());
+        vocab.push(b"<|endoftext|>".to_vec());
+        let merges = vec![(b' ' as u32, b't' as u32), (256, b'h' as u32)];
+        Tokenizer::new(vocab, merges, vec![("<|endoftext|>".into(), 258)], Pattern::Gpt2).unwrap()
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let tok = tiny();
+        let back = Tokenizer::from_json(&tok.to_json()).unwrap();
+        assert_eq!(back.vocab(), tok.vocab());
+        assert_eq!(back.merges(), tok.merges());
+        assert_eq!(back.special_tokens(), tok.special_tokens());
+        assert_eq!(back.to_json(), tok.to_json());
+    }
+
+    #[test]
+    fn byte_to_unicode_is_gpt2s() {
+        let t = byte_to_unicode();
+        assert_eq!(t[b' ' as usize], 'Ġ');
+        assert_eq!(t[b'\n' as usize], 'Ċ');
+        assert_eq!(t[b'a' as usize], 'a');
+        assert_eq!(unicode_string_to_bytes("Ġthe").unwrap(), b" the");
+    }
+
+    #[test]
+    fn damaged_files_are_refused() {
+        let good = tiny().to_json();
+        for bad in [
+            "{",
+            "[]",
+            "{\"format\": \"other\"}",
+            &good.replace("\"version\": 1", "\"version\": 9"),
+            &good.replace("[\"Ġ\", \"t\"]", "[\"Ġ\", \"zz\"]"),
+            &good.replace("\"Ġth\": 257", "\"Ġth\": 900"),
+        ] {
+            assert!(matches!(Tokenizer::from_json(bad), Err(BpeError::TokenizerFile(_))), "{bad:.60}");
+        }
+    }
+}
