@@ -139,8 +139,9 @@ const ASCII_CLASS: [Class; 128] = {
     table
 };
 
-/// One class per code point, from the same Unicode tables the `regex` crates use.
-fn unicode_classes() -> &'static [u8] {
+/// One class per code point (0 letter, 1 number, 2 space, 3 other), from the Unicode
+/// tables of the `regex` crates, which tiktoken uses too.
+pub fn unicode_classes() -> &'static [u8] {
     static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut table = vec![Class::Other as u8; 0x11_0000];

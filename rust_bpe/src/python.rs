@@ -129,6 +129,13 @@ fn pretokenize(py: Python<'_>, text: &str, pattern: &str, special_tokens: Vec<St
     }))
 }
 
+/// The class of every code point as the built-in patterns see it: 0 letter (\p{L}),
+/// 1 number (\p{N}), 2 whitespace (\s), 3 anything else.
+#[pyfunction]
+fn char_classes(py: Python<'_>) -> Bound<'_, PyBytes> {
+    PyBytes::new(py, crate::pretokenize::unicode_classes())
+}
+
 /// Trains a tokenizer; returns it and a report (a dict). `progress(phase, done, total)` is
 /// called now and then, `total` None while the size of the input is unknown.
 #[pyfunction]
@@ -195,6 +202,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreTokenizer>()?;
     m.add_function(wrap_pyfunction!(train_bpe, m)?)?;
     m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(char_classes, m)?)?;
     m.add("PybpeError", py.get_type::<PybpeError>())?;
     m.add("FileError", py.get_type::<FileError>())?;
     m.add("CorpusError", py.get_type::<CorpusError>())?;

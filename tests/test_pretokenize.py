@@ -1,0 +1,88 @@
+"""The pre-tokenizer splits exactly as the `regex` module applying the same pattern."""
+
+import unicodedata
+
+import regex
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from pybpe import _core
+from pybpe.tokenizer import pretokenize
+from reference_bpe import GPT2_PATTERN, GPT4_PATTERN
+from reference_bpe import pretokenize as reference_pretokenize
+
+
+def _regex_module_classes() -> bytes:
+    """The class of every code point according to the `regex` module, coded as `_core.char_classes()`."""
+    everything = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    classes = bytearray(b"\x03" * 0x110000)
+    for m in regex.finditer(r"(\p{L})|(\p{N})|(\s)|(.)", everything, flags=regex.DOTALL):
+        classes[ord(m.group())] = m.lastindex - 1
+    return bytes(classes)
+
+
+OURS, THEIRS = _core.char_classes(), _regex_module_classes()
+# The regex module carries newer Unicode tables than the Rust regex crates (and tiktoken, whose ids
+# pybpe must equal). The two may classify characters newer than Python's own unicodedata differently.
+NEWER_THAN_PYTHON = {c for c in range(0x110000) if OURS[c] != THEIRS[c]}
+
+
+def test_character_classes_agree_with_the_regex_module_on_every_established_character():
+    assert len(NEWER_THAN_PYTHON) < 10_000
+    established = [c for c in NEWER_THAN_PYTHON if unicodedata.category(chr(c)) != "Cn"]
+    assert established == [], f"{unicodedata.unidata_version}: {[hex(c) for c in established[:10]]}"
+
+
+def _established(text: str) -> str:
+    return "".join(ch for ch in text if ord(ch) not in NEWER_THAN_PYTHON)
+
+
+# Pieces that exercise every branch of the patterns, mixed with arbitrary Unicode.
+PIECES = [" ", "  ", "\n", "\r\n", "\t", "\u00a0", "\u3000", "\u2028", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d",
+          "'S", "'LL", "'\u017f", "'", "a", "Z", "é", "e\u0301", "\u0301", "1", "42", "12345", "\u0663", "½", "!", "?!",
+          "...", "😀", "👍🏽", "中文", "Ελλάδα", "עברית", "<|endoftext|>", "x", "don't", "-", "$"]
+texts = st.one_of(
+    st.text(),
+    st.lists(st.sampled_from(PIECES), max_size=30).map("".join),
+    st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=20).map("".join),
+).map(_established)
+
+
+@given(texts)
+@settings(max_examples=1500, deadline=None)
+@example("Hello world's 123 !!! \n\n  end  ")
+def test_gpt2_splits_like_the_regex_module(text):
+    assert pretokenize(text, "gpt2") == regex.findall(GPT2_PATTERN, text)
+
+
+@given(texts)
+@settings(max_examples=1500, deadline=None)
+@example("I'LL 've \r\n\r\n 1234567 x\n  ")
+def test_gpt4_splits_like_the_regex_module(text):
+    assert pretokenize(text, "gpt4") == regex.findall(GPT4_PATTERN, text)
+
+
+@given(texts)
+@settings(max_examples=300, deadline=None)
+def test_custom_pattern_splits_like_the_regex_module(text):
+    pattern = r"\p{L}+|\p{N}|[^\p{L}\p{N}]+"
+    assert pretokenize(text, pattern) == regex.findall(pattern, text)
+
+
+@given(texts)
+@settings(max_examples=500, deadline=None)
+def test_special_tokens_are_cut_out_first(text):
+    specials = ["<|endoftext|>", "<|end|>"]
+    got = pretokenize(text, "gpt2", specials)
+    expected = []
+    alternation = "(" + "|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True)) + ")"
+    for i, piece in enumerate(regex.split(alternation, text)):
+        if i % 2:
+            expected.append(piece)
+        elif piece:
+            expected.extend(reference_pretokenize(piece))
+    assert got == expected
+
+
+def test_overlapping_special_tokens_longest_wins():
+    assert pretokenize("a<|x|><|x|>b", "gpt2", ["<|x|>", "<|x|><|x|>"]) == ["a", "<|x|><|x|>", "b"]
