@@ -132,6 +132,61 @@ class Tokenizer:
             f"special_tokens={list(self.special_tokens)}, pattern={self.pattern!r})"
         )
 
+    # -- interop
+    # Other formats (GPT-2 files, tiktoken, HuggingFace); the work is in pybpe/interop.py.
+
+    @classmethod
+    def from_gpt2(cls, vocab_json: PathLike, merges_txt: PathLike,
+                  special_tokens: Iterable[str] = ("<|endoftext|>",), pattern: str = "gpt2") -> "Tokenizer":
+        """Reads GPT-2's `vocab.json` + `merges.txt`, keeping its ids. A special token takes
+        its id from vocab.json when it is there, else the next free id."""
+        from pybpe import interop
+
+        return cls(interop.read_gpt2(vocab_json, merges_txt, special_tokens, pattern))
+
+    @classmethod
+    def from_vocab_merges(cls, vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]],
+                          special_tokens: Iterable[str] = ("<|endoftext|>",), pattern: str = "gpt2") -> "Tokenizer":
+        """Builds one from token bytes by id and merges as byte pairs in order (CS336's form).
+        A special token takes the id of the token holding its bytes, else the next free id."""
+        from pybpe import interop
+
+        return cls(interop.build(vocab, merges, list(special_tokens), pattern, source="the vocab and merges given"))
+
+    @classmethod
+    def from_tiktoken_file(cls, path: PathLike, special_tokens: Union[dict[str, int], Iterable[str]] = (),
+                           *, pattern: str) -> "Tokenizer":
+        """Reads a tiktoken `.tiktoken` rank file: ids are the ranks, merges are derived.
+        The file holds neither the pattern nor the special tokens, so both are given:
+        specials as a dict name -> id, or a list (ids after the largest rank)."""
+        from pybpe import interop
+
+        return cls(interop.read_tiktoken_file(path, special_tokens, pattern))
+
+    def save_tiktoken(self, path: PathLike) -> None:
+        """Writes the non-special tokens as a tiktoken rank file (rank = id)."""
+        from pybpe import interop
+
+        interop.save_tiktoken(self._core, path)
+
+    def to_tiktoken(self, name: str = "pybpe"):
+        """A `tiktoken.Encoding` with this pattern, ranks = ids, and these special tokens."""
+        from pybpe import interop
+
+        return interop.to_tiktoken(self._core, name)
+
+    def save_huggingface(self, path: PathLike) -> None:
+        """Writes a HuggingFace `tokenizers` tokenizer.json that encodes to the same ids."""
+        from pybpe import interop
+
+        interop.save_huggingface(self._core, path)
+
+    def save_gpt2(self, vocab_json: PathLike, merges_txt: PathLike) -> None:
+        """Writes GPT-2's `vocab.json` + `merges.txt` (read back by `from_gpt2`)."""
+        from pybpe import interop
+
+        interop.save_gpt2(self._core, vocab_json, merges_txt)
+
 
 def pretokenize(text: str, pattern: str = "gpt2", special_tokens: Iterable[str] = ()) -> list[str]:
     """The pre-tokens of `text`, special tokens cut out first and kept whole."""
