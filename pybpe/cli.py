@@ -110,6 +110,30 @@ def cmd_demo(args) -> int:
     return demo.run(args)
 
 
+def cmd_encode(args) -> int:
+    from pybpe import commands
+
+    return commands.cmd_encode(args)
+
+
+def cmd_decode(args) -> int:
+    from pybpe import commands
+
+    return commands.cmd_decode(args)
+
+
+def cmd_info(args) -> int:
+    from pybpe import commands
+
+    return commands.cmd_info(args)
+
+
+def cmd_stats(args) -> int:
+    from pybpe import commands
+
+    return commands.cmd_stats(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pybpe", description="Fast byte-level BPE: train, encode, inspect.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -135,6 +159,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default=None, metavar="DIR", help="where to write outputs (default: a temporary folder)")
     demo.add_argument("--vocab", type=int, default=10000, metavar="N", help="vocabulary size (default 10000)")
     demo.set_defaults(run=cmd_demo)
+
+    tokenizer_help = "a tokenizer file written by pybpe train"
+    encode = sub.add_parser("encode", help="encode text files to a token file (.bin)",
+                            description="Encode text files to OUT.bin (little-endian ids, special tokens such as "
+                                        "<|endoftext|> read as such) and OUT.bin.json describing it.")
+    encode.add_argument("-t", "--tokenizer", required=True, metavar="TOKENIZER", help=tokenizer_help)
+    encode.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files, encoded one after another")
+    encode.add_argument("-o", "--output", required=True, metavar="OUT.bin", help="the token file to write")
+    encode.add_argument("--threads", type=int, default=None, metavar="N", help="threads (default: all cores)")
+    encode.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto",
+                        help="id type: auto (default) is uint16 when the vocabulary fits, else uint32")
+    encode.set_defaults(run=cmd_encode)
+
+    decode = sub.add_parser("decode", help="decode a token file back to text on standard output",
+                            description="Write the text of a token file to standard output; its dtype is read "
+                                        "from OUT.bin.json beside it.")
+    decode.add_argument("-t", "--tokenizer", required=True, metavar="TOKENIZER", help=tokenizer_help)
+    decode.add_argument("file", metavar="OUT.bin", help="a token file written by pybpe encode")
+    decode.add_argument("--range", default=None, metavar="A:B", help="only the tokens at positions A to B-1")
+    decode.add_argument("--dtype", choices=["uint16", "uint32"], default=None,
+                        help="id type when there is no OUT.bin.json (default: uint16 if the vocabulary fits)")
+    decode.set_defaults(run=cmd_decode)
+
+    info = sub.add_parser("info", help="what a tokenizer holds", description="Vocabulary size, special tokens, "
+                                                                             "pattern, merges, longest tokens.")
+    info.add_argument("tokenizer", metavar="TOKENIZER", help=tokenizer_help)
+    info.set_defaults(run=cmd_info)
+
+    stats = sub.add_parser("stats", help="how a tokenizer encodes text files",
+                           description="Bytes, tokens, bytes per token, tokens used and the most frequent tokens.")
+    stats.add_argument("-t", "--tokenizer", required=True, metavar="TOKENIZER", help=tokenizer_help)
+    stats.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files")
+    stats.add_argument("--threads", type=int, default=None, metavar="N", help="threads (default: all cores)")
+    stats.set_defaults(run=cmd_stats)
     return parser
 
 

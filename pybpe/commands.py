@@ -1,0 +1,234 @@
+"""`pybpe encode`, `decode`, `info` and `stats`: the command line over `pybpe.Tokenizer`.
+
+Problems are raised as PybpeError subclasses; `pybpe.cli.main` prints them as one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from pybpe.cli import _fmt_bytes, _show_token
+from pybpe.errors import ConfigError, FileError, TokenizerFileError
+from pybpe.interop import check_output_path
+from pybpe.tokenizer import Tokenizer
+
+DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+TOKEN_FILE_FORMAT = "pybpe-tokens"
+DECODE_CHUNK_TOKENS = 1 << 20
+
+
+class EncodingProgress:
+    """A `progress(done_bytes, total_bytes)` callback drawing a bar with MB/s on a terminal."""
+
+    def __init__(self, enabled: Optional[bool] = None):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc="encode", unit="B", unit_scale=True, unit_divisor=1000, leave=False)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def load_tokenizer(path: str) -> Tokenizer:
+    """A pybpe tokenizer file (written by `pybpe train` or `Tokenizer.save`)."""
+    if not Path(path).exists():
+        raise FileError(f"{path}: no such tokenizer file")
+    return Tokenizer.load(path)
+
+
+def check_inputs(files: list[str]) -> int:
+    """The total size of the text files; FileError naming the first that cannot be read."""
+    total = 0
+    for name in files:
+        path = Path(name)
+        if path.is_dir():
+            raise FileError(f"{name}: is a directory, not a text file")
+        try:
+            with open(path, "rb"):
+                total += path.stat().st_size
+        except FileNotFoundError:
+            raise FileError(f"{name}: no such file") from None
+        except OSError as e:
+            raise FileError(f"{name}: {e.strerror or e}") from None
+    return total
+
+
+def check_threads(threads: Optional[int]) -> None:
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, not {threads}")
+
+
+def cmd_encode(args) -> int:
+    check_threads(args.threads)
+    tok = load_tokenizer(args.tokenizer)
+    if args.dtype == "uint16" and tok.vocab_size > 1 << 16:
+        raise ConfigError(f"--dtype uint16 holds ids below 65536, but {args.tokenizer} has "
+                          f"{tok.vocab_size:,} tokens: use uint32 or auto")
+    out = check_output_path(args.output)
+    total_bytes = check_inputs(args.files)
+    started = time.perf_counter()
+    with EncodingProgress() as progress:
+        report = tok.encode_file(args.files, out, dtype=args.dtype, threads=args.threads, progress=progress)
+    seconds = time.perf_counter() - started
+    sidecar = json.loads(Path(f"{out}.json").read_text(encoding="utf-8"))
+    num_tokens = sidecar["num_tokens"]
+    itemsize = DTYPES[sidecar["dtype"]].itemsize
+    print(f"pybpe encode: {', '.join(args.files)} -> {out}")
+    print(f"  read          {_fmt_bytes(total_bytes)} in {len(args.files)} file{'s' if len(args.files) > 1 else ''}")
+    print(f"  tokens        {num_tokens:,} ({sidecar['dtype']}, {_fmt_bytes(num_tokens * itemsize)})")
+    if num_tokens:
+        print(f"  bytes/token   {total_bytes / num_tokens:.3f}")
+    rate = total_bytes / seconds / 1e6 if seconds > 0 else float("inf")
+    print(f"  time          {seconds:.2f} s ({rate:.1f} MB/s)")
+    print(f"  wrote         {out} + {out}.json")
+    invalid = (report or {}).get("invalid_utf8_bytes", 0) if isinstance(report, dict) else 0
+    if invalid:
+        print(f"pybpe: note: replaced {invalid:,} invalid UTF-8 bytes with U+FFFD", file=sys.stderr)
+    return 0
+
+
+def parse_range(text: Optional[str]) -> slice:
+    """"A:B" as a Python slice of token positions; either end may be left out or negative."""
+    if text is None:
+        return slice(None)
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, stop = (int(p) if p.strip() else None for p in parts)
+    except ValueError:
+        raise ConfigError(f"--range must be START:END (token positions, either may be left out), not {text!r}") from None
+    return slice(start, stop)
+
+
+def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Optional[str]) -> np.ndarray:
+    """The ids of a .bin token file, with the dtype its sidecar .bin.json names (else
+    --dtype, else the smallest that holds the vocabulary)."""
+    sidecar_path = Path(f"{path}.json")
+    if sidecar_path.is_file():
+        try:
+            sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+            if sidecar.get("format") != TOKEN_FILE_FORMAT or sidecar.get("dtype") not in DTYPES:
+                raise ValueError
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            raise TokenizerFileError(f"{sidecar_path}: not a pybpe token file description "
+                                     f"(a JSON object with \"format\": \"{TOKEN_FILE_FORMAT}\" and a dtype)") from None
+        if dtype is not None and dtype != sidecar["dtype"]:
+            raise ConfigError(f"--dtype {dtype} contradicts {sidecar_path}, which says {sidecar['dtype']}")
+        dtype = sidecar["dtype"]
+        recorded = (sidecar.get("tokenizer") or {}).get("sha256")
+        if recorded and recorded != hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest():
+            print(f"pybpe: warning: {path} was encoded with another tokenizer "
+                  f"({sidecar['tokenizer'].get('path')}) than {tokenizer_path}", file=sys.stderr)
+    elif dtype is None:
+        dtype = "uint16" if tok.vocab_size <= 1 << 16 else "uint32"
+    if path.is_dir():
+        raise FileError(f"{path}: is a directory, not a token file")
+    if not path.is_file():
+        raise FileError(f"{path}: no such file")
+    size = path.stat().st_size
+    itemsize = DTYPES[dtype].itemsize
+    if size % itemsize:
+        raise TokenizerFileError(f"{path}: {size:,} bytes is not a whole number of {dtype} ids")
+    if size == 0:
+        return np.zeros(0, dtype=DTYPES[dtype])
+    return np.memmap(path, dtype=DTYPES[dtype], mode="r")
+
+
+def cmd_decode(args) -> int:
+    tok = load_tokenizer(args.tokenizer)
+    selection = parse_range(args.range)
+    ids = read_token_file(Path(args.file), tok, args.tokenizer, args.dtype)
+    first = selection.start if selection.start is not None else 0
+    first = first + len(ids) if first < 0 else first
+    ids = ids[selection]
+    if len(ids):
+        outside = np.flatnonzero(ids >= tok.vocab_size)
+        if len(outside):
+            position = first + int(outside[0])
+            raise TokenizerFileError(f"{args.file}: token id {int(ids[outside[0]])} at position {position:,} is outside "
+                                     f"the vocabulary of {args.tokenizer} ({tok.vocab_size:,} tokens)")
+    out = sys.stdout.buffer
+    for start in range(0, len(ids), DECODE_CHUNK_TOKENS):
+        out.write(tok.decode_bytes(ids[start:start + DECODE_CHUNK_TOKENS].tolist()))
+    out.flush()
+    return 0
+
+
+def longest_tokens(tok: Tokenizer, n: int) -> list[int]:
+    vocab = tok.vocab
+    specials = set(tok.special_tokens.values())
+    return sorted((i for i in vocab if i not in specials), key=lambda i: (-len(vocab[i]), i))[:n]
+
+
+def cmd_info(args) -> int:
+    tok = load_tokenizer(args.tokenizer)
+    vocab = tok.vocab
+    print(f"pybpe info: {args.tokenizer}")
+    print(f"  vocab size    {tok.vocab_size:,}")
+    print(f"  merges        {len(tok.merges):,}")
+    pattern = tok.pattern
+    print(f"  pattern       {pattern}" + ("" if pattern in ("gpt2", "gpt4") else " (custom regex)"))
+    if pattern in ("gpt2", "gpt4"):
+        print(f"  regex         {tok.pattern_regex}")
+    specials = tok.special_tokens
+    print(f"  special       {len(specials)}" + (":" if specials else ""))
+    for name, id in sorted(specials.items(), key=lambda s: s[1]):
+        print(f"    {id:>7}  {name}")
+    print("  longest tokens:")
+    for i in longest_tokens(tok, 20):
+        print(f"    {i:>7}  {len(vocab[i]):>3} bytes  {_show_token(vocab[i])}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    check_threads(args.threads)
+    tok = load_tokenizer(args.tokenizer)
+    total_bytes = check_inputs(args.files)
+    counts = np.zeros(tok.vocab_size, dtype=np.int64)
+    started = time.perf_counter()
+    for name in args.files:
+        text = Path(name).read_bytes().decode("utf-8", errors="replace")
+        ids = np.asarray(tok.encode_to_numpy(text, allowed_special="all", threads=args.threads))
+        counts += np.bincount(ids, minlength=tok.vocab_size)
+    seconds = time.perf_counter() - started
+    num_tokens = int(counts.sum())
+    vocab = tok.vocab
+    print(f"pybpe stats: {', '.join(args.files)} with {args.tokenizer}")
+    print(f"  bytes         {total_bytes:,}")
+    print(f"  tokens        {num_tokens:,}")
+    if num_tokens:
+        print(f"  bytes/token   {total_bytes / num_tokens:.3f}")
+    used = int(np.count_nonzero(counts))
+    print(f"  unique tokens {used:,} of {tok.vocab_size:,} ({100 * used / tok.vocab_size:.1f}%)")
+    print(f"  time          {seconds:.2f} s")
+    print("  top tokens:")
+    for i in np.argsort(-counts, kind="stable")[:20]:
+        if counts[i] == 0:
+            break
+        share = 100 * counts[i] / num_tokens
+        print(f"    {int(i):>7}  {int(counts[i]):>12,}  {share:5.2f}%  {_show_token(vocab[int(i)])}")
+    return 0

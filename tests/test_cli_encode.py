@@ -1,0 +1,278 @@
+"""`pybpe encode`, `decode`, `info` and `stats` from the command line, and every bad-input case:
+one line on stderr, exit status 1, no token file left behind."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pybpe
+
+SPECIAL = "<|endoftext|>"
+
+
+def pybpe_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pybpe", *map(str, args)], capture_output=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result, *fragments, code=1):
+    stderr = result.stderr.decode()
+    assert result.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    for fragment in fragments:
+        assert fragment in stderr, stderr
+
+
+@pytest.fixture(scope="module")
+def tokenizer_file(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok") / "tok.json"
+    pybpe.Tokenizer.train(data / "corpora/tinystories_pool_valid.txt", 1000, [SPECIAL]).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tok(tokenizer_file):
+    return pybpe.Tokenizer.load(tokenizer_file)
+
+
+@pytest.fixture(scope="module")
+def big_tokenizer_file(tmp_path_factory):
+    """65,793 tokens (bytes, all byte pairs, a special): more ids than uint16 holds."""
+    vocab = {i: bytes([i]) for i in range(256)}
+    vocab.update({256 + i: bytes([i >> 8, i & 0xFF]) for i in range(1 << 16)})
+    path = tmp_path_factory.mktemp("big") / "big.json"
+    pybpe.Tokenizer.from_vocab_merges(vocab, [], special_tokens=[SPECIAL]).save(path)
+    return path
+
+
+@pytest.fixture
+def stories(data, tmp_path):
+    path = tmp_path / "stories.txt"
+    path.write_bytes((data / "cs336/tinystories_sample.txt").read_bytes())
+    return path
+
+
+@pytest.fixture
+def german(data, tmp_path):
+    path = tmp_path / "german.txt"
+    path.write_bytes((data / "cs336/german.txt").read_bytes())
+    return path
+
+
+def no_token_files(folder):
+    return not [p.name for p in folder.iterdir() if p.suffix in (".bin", ".json", ".tmp") and "tok" not in p.name
+                or p.name.startswith(".")]
+
+
+# -- encode ----------------------------------------------------------------------------
+
+
+def test_encode_writes_the_ids_and_the_sidecar_and_prints_a_summary(tok, tokenizer_file, stories, tmp_path):
+    out = tmp_path / "out.bin"
+    result = pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out)
+    assert result.returncode == 0, result.stderr.decode()
+    text = stories.read_text(encoding="utf-8")
+    expected = tok.encode(text, allowed_special="all")
+    assert np.fromfile(out, dtype="<u2").tolist() == expected
+    sidecar = json.loads((tmp_path / "out.bin.json").read_text())
+    assert sidecar["format"] == "pybpe-tokens" and sidecar["version"] == 1
+    assert sidecar["dtype"] == "uint16"
+    assert sidecar["num_tokens"] == len(expected)
+    assert sidecar["vocab_size"] == 1000
+    assert sidecar["special_tokens"] == {SPECIAL: 999}
+    assert sidecar["tokenizer"]["sha256"] == hashlib.sha256(tokenizer_file.read_bytes()).hexdigest()
+    assert sidecar["sources"][0]["bytes"] == stories.stat().st_size
+    summary = result.stdout.decode()
+    for fragment in ("tokens", f"{len(expected):,}", "bytes/token", f"{len(text.encode()) / len(expected):.3f}",
+                     "MB/s", " s "):
+        assert fragment in summary, summary
+
+
+def test_encode_of_several_files_is_their_ids_one_after_another(tok, tokenizer_file, stories, german, tmp_path):
+    out = tmp_path / "out.bin"
+    assert pybpe_cli("encode", "-t", tokenizer_file, stories, german, "-o", out).returncode == 0
+    expected = [*tok.encode(stories.read_text(encoding="utf-8"), allowed_special="all"),
+                *tok.encode(german.read_text(encoding="utf-8"), allowed_special="all")]
+    assert np.fromfile(out, dtype="<u2").tolist() == expected
+
+
+def test_encode_with_uint32(tok, tokenizer_file, stories, tmp_path):
+    out = tmp_path / "out.bin"
+    assert pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "uint32", "--threads", 1).returncode == 0
+    assert json.loads((tmp_path / "out.bin.json").read_text())["dtype"] == "uint32"
+    assert np.fromfile(out, dtype="<u4").tolist() == tok.encode(stories.read_text(encoding="utf-8"), allowed_special="all")
+
+
+def test_auto_dtype_is_uint32_for_a_vocabulary_beyond_uint16(big_tokenizer_file, german, tmp_path):
+    out = tmp_path / "out.bin"
+    assert pybpe_cli("encode", "-t", big_tokenizer_file, german, "-o", out).returncode == 0
+    sidecar = json.loads((tmp_path / "out.bin.json").read_text())
+    assert sidecar["dtype"] == "uint32" and out.stat().st_size == 4 * sidecar["num_tokens"]
+
+
+# -- decode ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def encoded(tokenizer_file, stories, tmp_path):
+    out = tmp_path / "out.bin"
+    assert pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out).returncode == 0
+    return out
+
+
+def test_decode_gives_back_the_text(tokenizer_file, stories, encoded):
+    result = pybpe_cli("decode", "-t", tokenizer_file, encoded)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == stories.read_bytes()
+
+
+def test_decode_a_range_of_tokens(tok, tokenizer_file, encoded):
+    ids = np.fromfile(encoded, dtype="<u2").tolist()
+    for spec, part in (("10:20", ids[10:20]), (":5", ids[:5]), ("-7:", ids[-7:]), ("5:5", [])):
+        result = pybpe_cli("decode", "-t", tokenizer_file, encoded, "--range", spec)
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout == tok.decode_bytes(part)
+
+
+def test_decode_without_a_sidecar_assumes_uint16_or_takes_the_dtype(tok, tokenizer_file, stories, tmp_path):
+    out = tmp_path / "out.bin"
+    assert pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "uint32").returncode == 0
+    (tmp_path / "out.bin.json").unlink()
+    assert pybpe_cli("decode", "-t", tokenizer_file, out, "--dtype", "uint32").stdout == stories.read_bytes()
+    np.fromfile(out, dtype="<u4").astype("<u2").tofile(out)
+    assert pybpe_cli("decode", "-t", tokenizer_file, out).stdout == stories.read_bytes()
+
+
+def test_decode_refuses_ids_outside_the_vocabulary(tokenizer_file, tmp_path):
+    bad = tmp_path / "bad.bin"
+    np.array([1, 2, 3, 1000, 5], dtype="<u2").tofile(bad)
+    result = pybpe_cli("decode", "-t", tokenizer_file, bad)
+    assert_one_line_error(result, "token id 1000 at position 3", "1,000 tokens")
+    assert result.stdout == b""
+
+
+def test_decode_refuses_a_file_of_the_wrong_size(tokenizer_file, tmp_path):
+    bad = tmp_path / "odd.bin"
+    bad.write_bytes(b"\x01\x00\x02")
+    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, bad), "3 bytes is not a whole number of uint16")
+
+
+def test_decode_refuses_a_damaged_sidecar(tokenizer_file, encoded, tmp_path):
+    (tmp_path / "out.bin.json").write_text("{")
+    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, encoded), "out.bin.json", "not a pybpe token file")
+
+
+def test_decode_refuses_a_dtype_contradicting_the_sidecar(tokenizer_file, encoded):
+    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, encoded, "--dtype", "uint32"), "contradicts")
+
+
+@pytest.mark.parametrize("spec", ["10", "a:b", "1:2:3"])
+def test_decode_refuses_a_malformed_range(tokenizer_file, encoded, spec):
+    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, encoded, "--range", spec), "--range")
+
+
+def test_decode_of_a_missing_file(tokenizer_file, tmp_path):
+    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, tmp_path / "nope.bin"), "nope.bin", "no such file")
+
+
+# -- info, stats -----------------------------------------------------------------------
+
+
+def test_info_describes_the_tokenizer(tok, tokenizer_file):
+    result = pybpe_cli("info", tokenizer_file)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    for fragment in ("vocab size    1,000", "merges        743", "pattern       gpt2", f"999  {SPECIAL}",
+                     "longest tokens"):
+        assert fragment in out, out
+    longest = out.split("longest tokens:")[1].strip().splitlines()
+    assert len(longest) == 20
+    assert [len(tok.vocab[int(line.split()[0])]) for line in longest] == sorted(
+        (len(t) for i, t in tok.vocab.items() if i != 999), reverse=True)[:20]
+
+
+def test_stats_counts_tokens(tok, tokenizer_file, stories, german):
+    result = pybpe_cli("stats", "-t", tokenizer_file, stories, german)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    ids = [*tok.encode(stories.read_text(encoding="utf-8"), allowed_special="all"),
+           *tok.encode(german.read_text(encoding="utf-8"), allowed_special="all")]
+    size = stories.stat().st_size + german.stat().st_size
+    for fragment in (f"bytes         {size:,}", f"tokens        {len(ids):,}", f"bytes/token   {size / len(ids):.3f}",
+                     f"unique tokens {len(set(ids)):,} of 1,000"):
+        assert fragment in out, out
+    top = out.split("top tokens:")[1].strip().splitlines()
+    assert len(top) == 20
+    most_common = max(set(ids), key=ids.count)
+    assert top[0].split()[:2] == [str(most_common), f"{ids.count(most_common):,}"]
+
+
+# -- bad input: one line, exit 1, nothing written --------------------------------------
+
+
+def test_uint16_with_a_vocabulary_beyond_it(big_tokenizer_file, german, tmp_path):
+    result = pybpe_cli("encode", "-t", big_tokenizer_file, german, "-o", tmp_path / "out.bin", "--dtype", "uint16")
+    assert_one_line_error(result, "uint16", "65,793")
+    assert no_token_files(tmp_path)
+
+
+def test_encode_of_a_missing_input(tokenizer_file, stories, tmp_path):
+    result = pybpe_cli("encode", "-t", tokenizer_file, stories, tmp_path / "nope.txt", "-o", tmp_path / "out.bin")
+    assert_one_line_error(result, "nope.txt", "no such file")
+    assert no_token_files(tmp_path)
+
+
+def test_encode_of_a_directory(tokenizer_file, tmp_path):
+    result = pybpe_cli("encode", "-t", tokenizer_file, tmp_path, "-o", tmp_path / "out.bin")
+    assert_one_line_error(result, "is a directory")
+    assert no_token_files(tmp_path)
+
+
+def test_encode_into_a_missing_directory(tokenizer_file, stories, tmp_path):
+    result = pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", tmp_path / "no/such/out.bin")
+    assert_one_line_error(result, "does not exist")
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("content, complaint", [(b"{ not json", "not valid JSON"),
+                                                (b'{"format": "other"}', "not a pybpe tokenizer"),
+                                                (b"\xff\xfe\x00", "not UTF-8")])
+def test_encode_with_a_damaged_tokenizer(stories, tmp_path, content, complaint):
+    bad = tmp_path / "tok.json"
+    bad.write_bytes(content)
+    result = pybpe_cli("encode", "-t", bad, stories, "-o", tmp_path / "out.bin")
+    assert_one_line_error(result, "tok.json", complaint)
+    assert not (tmp_path / "out.bin").exists() and not (tmp_path / "out.bin.json").exists()
+
+
+def test_encode_with_a_missing_tokenizer(stories, tmp_path):
+    assert_one_line_error(pybpe_cli("encode", "-t", tmp_path / "nope.json", stories, "-o", tmp_path / "out.bin"),
+                          "nope.json", "no such")
+
+
+def test_a_failed_encode_leaves_an_existing_output_alone(tokenizer_file, tmp_path):
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, tmp_path / "nope.txt", "-o", out), "nope.txt")
+    assert out.read_bytes() == b"old"
+
+
+def test_bad_encode_arguments(tokenizer_file, stories, tmp_path):
+    out = tmp_path / "out.bin"
+    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--threads", 0), "--threads")
+    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "int8"),
+                          "--dtype", code=2)
+    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories), "-o", code=2)
+    assert not out.exists()
+
+
+def test_info_and_stats_of_missing_or_damaged_files(tokenizer_file, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    assert_one_line_error(pybpe_cli("info", bad), "bad.json", "not a JSON object")
+    assert_one_line_error(pybpe_cli("info", tmp_path / "nope.json"), "nope.json")
+    assert_one_line_error(pybpe_cli("stats", "-t", tokenizer_file, tmp_path / "nope.txt"), "nope.txt", "no such file")
