@@ -5,8 +5,8 @@ Every peer gets the same corpus, the same pre-tokenization pattern (GPT-2's, the
 one), the same special token <|endoftext|>, the same vocabulary size (256 bytes + merges
 + the special token) and the same thread count. Each (peer, setting) measurement runs in
 a fresh Python subprocess (this script with --worker), so the peak RSS it reports
-(getrusage ru_maxrss of that process: interpreter + library + training) belongs to that
-peer alone.
+(getrusage ru_maxrss of that process right after training: interpreter + library + input +
+training) belongs to that peer alone.
 
 What is timed: "from file path to trained merges" -- the training call itself, plus,
 for a peer that needs its input read in Python (rustbpe), the reading and splitting,
@@ -63,7 +63,8 @@ PEER_NOTES = {
         "gigatoken.train_bpe(TextFileSource([path], separator=SPECIAL), vocab, [SPECIAL], "
         "tie_breaking=TB); its pre-tokenizer is built in (GPT-2), not configurable; threads via "
         "RAYON_NUM_THREADS (no own knob). No tie_breaking mode is CS336's (ties to the greater pair): "
-        "'huggingface', 'raw_token_ids' and 'assembled_bytes' all give ties to a smaller pair"
+        "'huggingface', 'raw_token_ids' and 'assembled_bytes' all give ties to a smaller pair. "
+        "Its merge phase slows down sharply when the vocab is large for the corpus (many low-count merges)"
     ),
 }
 
@@ -84,13 +85,23 @@ def bytes_to_unicode():
     return dict(zip(bs, [chr(c) for c in cs]))
 
 
+def peak_rss_mib():
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# Each train_* returns (prep seconds, training seconds, peak RSS MiB right after training,
+# learned tokens in order); the peak is taken before the merges are extracted.
+
+
 def train_pybpe(path, vocab, threads, args):
     import pybpe
 
     start = time.perf_counter()
     tok = pybpe.Tokenizer.train([path], vocab, special_tokens=[SPECIAL], pattern="gpt2", threads=threads)
     train_s = time.perf_counter() - start
-    return 0.0, train_s, [a + b for a, b in tok.merges]
+    peak = peak_rss_mib()
+    return 0.0, train_s, peak, [a + b for a, b in tok.merges]
 
 
 def train_tokenizers(path, vocab, threads, args):
@@ -107,13 +118,14 @@ def train_tokenizers(path, vocab, threads, args):
     start = time.perf_counter()
     tok.train([path], trainer)
     train_s = time.perf_counter() - start
+    peak = peak_rss_mib()
 
     decode = {c: b for b, c in bytes_to_unicode().items()}
     tokens = []
     for merge in json.loads(tok.to_str())["model"]["merges"]:
         left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
         tokens.append(bytes(decode[c] for c in left + right))
-    return 0.0, train_s, tokens
+    return 0.0, train_s, peak, tokens
 
 
 def train_rustbpe(path, vocab, threads, args):
@@ -128,9 +140,10 @@ def train_rustbpe(path, vocab, threads, args):
     # rustbpe's vocab_size is 256 + merges; it knows no special tokens.
     tok.train_from_iterator(iter(docs), vocab - 1, pattern=GPT2_PATTERN)
     train_s = time.perf_counter() - start
+    peak = peak_rss_mib()
     del docs
     ranks = sorted(tok.get_mergeable_ranks(), key=lambda kv: kv[1])
-    return prep_s, train_s, [bytes(t) for t, rank in ranks if rank >= 256]
+    return prep_s, train_s, peak, [bytes(t) for t, rank in ranks if rank >= 256]
 
 
 def train_gigatoken(path, vocab, threads, args):
@@ -140,7 +153,8 @@ def train_gigatoken(path, vocab, threads, args):
     source = gigatoken.TextFileSource([path], separator=SPECIAL)
     _vocab, merges = gigatoken.train_bpe(source, vocab, [SPECIAL], tie_breaking=args.gigatoken_tie_breaking)
     train_s = time.perf_counter() - start
-    return 0.0, train_s, [a + b for a, b in merges]
+    peak = peak_rss_mib()
+    return 0.0, train_s, peak, [a + b for a, b in merges]
 
 
 TRAINERS = {
@@ -160,9 +174,9 @@ def run_worker(args):
         result["error"] = f"not installed ({e})"
         print(RESULT_MARK + json.dumps(result), flush=True)
         return 0
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = peak_rss_mib()
     try:
-        prep_s, train_s, tokens = TRAINERS[args.worker](args.corpus, args.vocab, args.threads, args)
+        prep_s, train_s, peak, tokens = TRAINERS[args.worker](args.corpus, args.vocab, args.threads, args)
     except Exception as e:  # reported in the table, not a crash
         result["error"] = f"failed: {type(e).__name__}: {e}"
         print(RESULT_MARK + json.dumps(result), flush=True)
@@ -171,8 +185,8 @@ def run_worker(args):
         prep_s=prep_s,
         train_s=train_s,
         wall_s=prep_s + train_s,
-        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
-        rss_before_train_mib=rss_before / 1024,
+        peak_rss_mib=peak,
+        rss_before_train_mib=rss_before,
         merges=len(tokens),
         first_tokens=[t.hex() for t in tokens[:COMPARE_FIRST]],
     )
@@ -257,9 +271,9 @@ def table(title, rows, headline_check):
     lines = [f"### {title}", ""]
     lines.append(
         "| setting | peer | wall s | prep s | peak RSS MiB | time / pybpe | RSS / pybpe | merges "
-        f"| = pybpe first {COMPARE_FIRST} |"
+        f"| same prefix as pybpe | shared with pybpe, first {COMPARE_FIRST} |"
     )
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     by_label = {}
     for label, r in rows:
         by_label.setdefault(label, {})[r["peer"]] = r
@@ -270,18 +284,20 @@ def table(title, rows, headline_check):
         ref_tokens = ref.get("first_tokens") if ref_ok else None
         for peer, r in results.items():
             if "error" in r:
-                lines.append(f"| {label} | {peer} | {r['error']} | | | | | | |")
+                lines.append(f"| {label} | {peer} | {r['error']} | | | | | | | |")
                 continue
             t_ratio = fmt_ratio(r["wall_s"] / ref["wall_s"]) if ref_ok else "-"
             m_ratio = fmt_ratio(r["peak_rss_mib"] / ref["peak_rss_mib"]) if ref_ok else "-"
-            same = "-"
+            prefix = shared = "-"
             if ref_tokens is not None:
-                n = min(len(ref_tokens), len(r["first_tokens"]))
-                same = str(sum(a == b for a, b in zip(ref_tokens[:n], r["first_tokens"][:n])))
-            prep = f"{r['prep_s']:.2f}" if r["prep_s"] else "-"
+                mine = r["first_tokens"]
+                n = min(len(ref_tokens), len(mine))
+                prefix = str(next((i for i in range(n) if ref_tokens[i] != mine[i]), n))
+                shared = str(len(set(ref_tokens) & set(mine)))
+            prep = f"{r['prep_s']:.3f}" if r["prep_s"] else "-"
             lines.append(
-                f"| {label} | {peer} | {r['wall_s']:.2f} | {prep} | {r['peak_rss_mib']:.0f} | {t_ratio} "
-                f"| {m_ratio} | {r['merges']} | {same} |"
+                f"| {label} | {peer} | {r['wall_s']:.3f} | {prep} | {r['peak_rss_mib']:.0f} | {t_ratio} "
+                f"| {m_ratio} | {r['merges']} | {prefix} | {shared} |"
             )
         if headline_check and ref_ok:
             giga = results.get("gigatoken")
@@ -395,8 +411,8 @@ def main():
         f"- corpus: {os.path.basename(corpus)} ({corpus_mb:.1f} MB), special token `{SPECIAL}`, "
         f"GPT-2 pattern, {threads} threads for every peer, best of {args.repeat} fresh process(es)",
         "- timed: from file path to trained merges (training call + any Python-side reading, "
-        "shown as prep); peak RSS = ru_maxrss of the worker process (interpreter + library + training), "
-        "highest over the repeats",
+        "shown as prep); peak RSS = ru_maxrss of the worker process right after training (interpreter + "
+        "library + input + training), highest over the repeats",
         "",
     ]
     print("\n".join(header), flush=True)
@@ -439,9 +455,10 @@ def main():
     notes += [f"- {peer}: {PEER_NOTES[peer]}" for peer in peers]
     notes = [n.replace("tie_breaking=TB", f"tie_breaking={args.gigatoken_tie_breaking!r}") for n in notes]
     notes += [
-        f"- '= pybpe first {COMPARE_FIRST}': of the first {COMPARE_FIRST} learned tokens (merged byte strings, "
-        "in order), how many equal pybpe's at the same position (pybpe follows CS336: ties go to the "
-        "lexicographically greater pair of byte strings; peers break ties differently)",
+        f"- learned tokens (the merged byte strings, in order) compared with pybpe's: 'same prefix' = how many "
+        f"leading ones are identical; 'shared' = how many of the first {COMPARE_FIRST} occur in pybpe's first "
+        f"{COMPARE_FIRST}. pybpe follows CS336 (ties go to the lexicographically greater pair of byte strings); "
+        "the peers break ties differently, and HF tokenizers also learns merges from the special token's text",
         "",
     ]
     print("\n".join(notes), flush=True)
