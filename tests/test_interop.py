@@ -203,6 +203,16 @@ def test_huggingface_export_encodes_any_text_like_tiktoken(gpt2, gpt4_trained, t
         assert hf.encode(text).ids == enc.encode(text, allowed_special="all")
 
 
+def test_huggingface_can_differ_where_a_token_joins_from_parts_that_are_not_its_merge(tmp_path):
+    # "bc" is merged first; tiktoken then joins "a" + "bc" because "abc" is a token, but HF
+    # only applies listed merges, and "abc" is listed as "ab" + "c". Trained vocabularies
+    # do not have such tokens; this hand-made one shows what the export does not promise.
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"bc", 257: b"ab", 258: b"abc"}
+    tok = pybpe.Tokenizer.from_vocab_merges(vocab, [(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")], special_tokens=[])
+    assert tok.to_tiktoken().encode("abc") == [258]
+    assert huggingface(tok, tmp_path).encode("abc").ids == [ord("a"), 256]
+
+
 _hf_cache = {}
 
 
