@@ -75,7 +75,7 @@ def test_encode_writes_the_ids_and_the_sidecar_and_prints_a_summary(tok, tokeniz
     out = tmp_path / "out.bin"
     result = pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out)
     assert result.returncode == 0, result.stderr.decode()
-    text = stories.read_text(encoding="utf-8")
+    text = stories.read_bytes().decode("utf-8")
     expected = tok.encode(text, allowed_special="all")
     assert np.fromfile(out, dtype="<u2").tolist() == expected
     sidecar = json.loads((tmp_path / "out.bin.json").read_text())
@@ -95,8 +95,8 @@ def test_encode_writes_the_ids_and_the_sidecar_and_prints_a_summary(tok, tokeniz
 def test_encode_of_several_files_is_their_ids_one_after_another(tok, tokenizer_file, stories, german, tmp_path):
     out = tmp_path / "out.bin"
     assert pybpe_cli("encode", "-t", tokenizer_file, stories, german, "-o", out).returncode == 0
-    expected = [*tok.encode(stories.read_text(encoding="utf-8"), allowed_special="all"),
-                *tok.encode(german.read_text(encoding="utf-8"), allowed_special="all")]
+    expected = [*tok.encode(stories.read_bytes().decode("utf-8"), allowed_special="all"),
+                *tok.encode(german.read_bytes().decode("utf-8"), allowed_special="all")]
     assert np.fromfile(out, dtype="<u2").tolist() == expected
 
 
@@ -104,7 +104,7 @@ def test_encode_with_uint32(tok, tokenizer_file, stories, tmp_path):
     out = tmp_path / "out.bin"
     assert pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "uint32", "--threads", 1).returncode == 0
     assert json.loads((tmp_path / "out.bin.json").read_text())["dtype"] == "uint32"
-    assert np.fromfile(out, dtype="<u4").tolist() == tok.encode(stories.read_text(encoding="utf-8"), allowed_special="all")
+    assert np.fromfile(out, dtype="<u4").tolist() == tok.encode(stories.read_bytes().decode("utf-8"), allowed_special="all")
 
 
 def test_auto_dtype_is_uint32_for_a_vocabulary_beyond_uint16(big_tokenizer_file, german, tmp_path):
@@ -199,8 +199,8 @@ def test_stats_counts_tokens(tok, tokenizer_file, stories, german):
     result = pybpe_cli("stats", "-t", tokenizer_file, stories, german)
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode()
-    ids = [*tok.encode(stories.read_text(encoding="utf-8"), allowed_special="all"),
-           *tok.encode(german.read_text(encoding="utf-8"), allowed_special="all")]
+    ids = [*tok.encode(stories.read_bytes().decode("utf-8"), allowed_special="all"),
+           *tok.encode(german.read_bytes().decode("utf-8"), allowed_special="all")]
     size = stories.stat().st_size + german.stat().st_size
     for fragment in (f"bytes         {size:,}", f"tokens        {len(ids):,}", f"bytes/token   {size / len(ids):.3f}",
                      f"unique tokens {len(set(ids)):,} of 1,000"):
