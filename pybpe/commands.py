@@ -173,7 +173,7 @@ def cmd_decode(args) -> int:
                                      f"the vocabulary of {args.tokenizer} ({tok.vocab_size:,} tokens)")
     out = sys.stdout.buffer
     for start in range(0, len(ids), DECODE_CHUNK_TOKENS):
-        out.write(tok.decode_bytes(ids[start:start + DECODE_CHUNK_TOKENS].tolist()))
+        out.write(tok.decode_bytes(ids[start:start + DECODE_CHUNK_TOKENS]))
     out.flush()
     return 0
 

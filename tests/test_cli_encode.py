@@ -133,7 +133,7 @@ def test_decode_gives_back_the_text(tokenizer_file, stories, encoded):
 def test_decode_a_range_of_tokens(tok, tokenizer_file, encoded):
     ids = np.fromfile(encoded, dtype="<u2").tolist()
     for spec, part in (("10:20", ids[10:20]), (":5", ids[:5]), ("-7:", ids[-7:]), ("5:5", [])):
-        result = pybpe_cli("decode", "-t", tokenizer_file, encoded, "--range", spec)
+        result = pybpe_cli("decode", "-t", tokenizer_file, encoded, f"--range={spec}")
         assert result.returncode == 0, result.stderr.decode()
         assert result.stdout == tok.decode_bytes(part)
 

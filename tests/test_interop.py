@@ -94,6 +94,7 @@ def test_gpt2_encodes_every_corpus_like_tiktoken(gpt2, tiktoken_gpt2, data, name
     pieces = tiktoken_gpt2.encode_ordinary_batch(documents, num_threads=2)
     expected = np.concatenate([np.asarray(ids + [50256], dtype=np.int64) for ids in pieces])[:-1]
     assert_same_ids(gpt2.encode(text, allowed_special="all"), expected)
+    assert_same_ids(gpt2.encode(text, allowed_special="all", threads=2), expected)
 
 
 unicode_text = st.text(st.characters(codec="utf-8"), max_size=200)
