@@ -91,3 +91,14 @@ def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.C
 
 def read_metrics(out: Path) -> list[dict]:
     return [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if l.strip()]
+
+
+def tiny_config(**kw):
+    """The Config that `sets(**kw)` gives on the command line."""
+    from training import config
+
+    return config.load("tinystories", None, {**TINY, **kw})
+
+
+def quiet(*args, **kwargs) -> None:
+    pass
