@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+
+# Tiny models run fastest on one thread, and the machine's cores are shared with other tests.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 EOT_ID = 256  # byte-level ids 0-255, then <|endoftext|>
@@ -84,7 +88,7 @@ def sets(**kw) -> list[str]:
 
 def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Runs `python -m training ARGS` with this checkout first on the path."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "training", *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
