@@ -237,13 +237,13 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
     ckpt = None
     if resume:
         ckpt = checkpoint.load(last_path)
-        checkpoint.check_compatible(checkpoint.config_of(ckpt), cfg, last_path)
         saved = ckpt["data"]
         if (saved["dtype"], saved["vocab_size"]) != (data.train.dtype, data.vocab_size):
             raise TrainingError(
                 f"the data in {data_dir} ({data.train.dtype}, vocab {data.vocab_size}) is not the data of the "
                 f"checkpoint ({saved['dtype']}, vocab {saved['vocab_size']})"
             )
+        checkpoint.check_compatible(checkpoint.config_of(ckpt), cfg, last_path)
     elif last_path.exists():
         raise TrainingError(f"{out} already holds a run (ckpt_last.pt); pass --resume to continue it or choose another --out")
     if ddp.main:
