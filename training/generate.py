@@ -119,7 +119,13 @@ def load_tokenizer(ckpt: dict[str, Any], override: Optional[str] = None):
 def encode(tokenizer, text: str) -> list[int]:
     if not hasattr(tokenizer, "encode"):
         raise TrainingError("this pybpe cannot encode text yet; give an empty prompt to start a new document")
-    return list(tokenizer.encode(text))
+    try:
+        try:
+            return list(tokenizer.encode(text, allowed_special="all"))  # "<|endoftext|>" in a prompt is the token
+        except TypeError:
+            return list(tokenizer.encode(text))
+    except ValueError as e:
+        raise TrainingError(f"cannot encode the prompt: {e}") from None
 
 
 def decode(tokenizer, ids: list[int]) -> str:
