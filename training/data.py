@@ -1,0 +1,136 @@
+"""Token arrays written by pybpe: `X.bin` (uint16/uint32 ids) with the sidecar `X.bin.json`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from training.errors import TrainingError
+
+EOT = "<|endoftext|>"
+DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+
+
+@dataclass
+class TokenFile:
+    path: Path
+    dtype: str
+    num_tokens: int
+    vocab_size: int
+    special_tokens: dict[str, int]
+    tokenizer: Optional[dict[str, Any]]
+
+    @property
+    def eot_id(self) -> Optional[int]:
+        return self.special_tokens.get(EOT)
+
+    def tokens(self) -> np.memmap:
+        # A fresh read-only map each time: pages read through an old map are not kept alive.
+        return np.memmap(self.path, dtype=DTYPES[self.dtype], mode="r", shape=(self.num_tokens,))
+
+
+def open_tokens(path: "str | os.PathLike[str]") -> TokenFile:
+    """Reads and checks `path` and its sidecar `path.json`."""
+    path = Path(path)
+    meta_path = Path(str(path) + ".json")
+    if not path.is_file():
+        raise TrainingError(f"data file {path} does not exist")
+    if not meta_path.is_file():
+        raise TrainingError(f"data file {path} has no sidecar {meta_path.name} (write it with pybpe encode)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TrainingError(f"sidecar {meta_path} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != "pybpe-tokens":
+        raise TrainingError(f"sidecar {meta_path} is not a pybpe-tokens file (format must be \"pybpe-tokens\")")
+    dtype = meta.get("dtype")
+    if dtype not in DTYPES:
+        raise TrainingError(f"sidecar {meta_path}: dtype {dtype!r} is not uint16 or uint32")
+    num_tokens, vocab_size = meta.get("num_tokens"), meta.get("vocab_size")
+    if not isinstance(num_tokens, int) or not isinstance(vocab_size, int) or vocab_size < 1:
+        raise TrainingError(f"sidecar {meta_path}: num_tokens and vocab_size must be whole numbers")
+    if dtype == "uint16" and vocab_size > 1 << 16:
+        raise TrainingError(f"sidecar {meta_path}: vocab_size {vocab_size} does not fit dtype uint16")
+    itemsize = np.dtype(DTYPES[dtype]).itemsize
+    size = path.stat().st_size
+    if size != num_tokens * itemsize:
+        raise TrainingError(
+            f"data file {path} has {size} bytes, but the sidecar says {num_tokens} tokens of {dtype} "
+            f"({num_tokens * itemsize} bytes): wrong dtype or a truncated file"
+        )
+    if num_tokens == 0:
+        raise TrainingError(f"data file {path} is empty")
+    special = meta.get("special_tokens") or {}
+    if any(not isinstance(i, int) or not 0 <= i < vocab_size for i in special.values()):
+        raise TrainingError(f"sidecar {meta_path}: special token ids must lie below vocab_size {vocab_size}")
+    return TokenFile(path, dtype, num_tokens, vocab_size, dict(special), meta.get("tokenizer"))
+
+
+@dataclass
+class Dataset:
+    train: TokenFile
+    val: TokenFile
+
+    @property
+    def vocab_size(self) -> int:
+        return self.train.vocab_size
+
+
+def open_dataset(data_dir: "str | os.PathLike[str]", context_length: int) -> Dataset:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise TrainingError(f"data directory {data_dir} does not exist")
+    train, val = open_tokens(data_dir / "train.bin"), open_tokens(data_dir / "val.bin")
+    for name in ("dtype", "vocab_size", "special_tokens"):
+        if getattr(train, name) != getattr(val, name):
+            raise TrainingError(
+                f"train.bin and val.bin disagree on {name}: {getattr(train, name)} vs {getattr(val, name)}"
+            )
+    for f in (train, val):
+        if f.num_tokens < context_length + 1:
+            raise TrainingError(
+                f"data file {f.path} has {f.num_tokens} tokens, fewer than context_length + 1 = {context_length + 1}"
+            )
+    return Dataset(train, val)
+
+
+class Batches:
+    """Random contiguous windows of a token file; the generator state is part of a checkpoint."""
+
+    def __init__(self, data: TokenFile, batch_size: int, context_length: int, device: torch.device, seed: int):
+        self.data, self.batch_size, self.T, self.device = data, batch_size, context_length, device
+        self.rng = np.random.default_rng(seed)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = self.rng.integers(0, self.data.num_tokens - self.T, size=self.batch_size)
+        return windows(self.data, starts, self.T, self.device)
+
+
+def windows(data: TokenFile, starts: np.ndarray, T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = data.tokens()
+    xy = torch.from_numpy(np.stack([tokens[s : s + T + 1].astype(np.int64) for s in starts]))
+    x, y = xy[:, :-1], xy[:, 1:]
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+def eval_starts(data: TokenFile, context_length: int, num_windows: int) -> np.ndarray:
+    """The fixed validation windows: the whole split when it has at most `num_windows`
+    non-overlapping windows, else `num_windows` windows drawn with a fixed seed."""
+    whole = (data.num_tokens - 1) // context_length
+    if whole <= num_windows:
+        return np.arange(whole) * context_length
+    return np.sort(np.random.default_rng(0).integers(0, data.num_tokens - context_length, size=num_windows))
