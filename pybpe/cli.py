@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "from OUT.bin.json beside it.")
     decode.add_argument("-t", "--tokenizer", required=True, metavar="TOKENIZER", help=tokenizer_help)
     decode.add_argument("file", metavar="OUT.bin", help="a token file written by pybpe encode")
-    decode.add_argument("--range", default=None, metavar="A:B", help="only the tokens at positions A to B-1 (a Python slice: --range=-100: for the last 100)")
+    decode.add_argument("--range", default=None, metavar="A:B",
+                        help="only the tokens at positions A to B-1, as a Python slice (--range=-100: the last 100)")
     decode.add_argument("--dtype", choices=["uint16", "uint32"], default=None,
                         help="id type when there is no OUT.bin.json (default: uint16 if the vocabulary fits)")
     decode.set_defaults(run=cmd_decode)

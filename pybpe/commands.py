@@ -5,8 +5,10 @@ Problems are raised as PybpeError subclasses; `pybpe.cli.main` prints them as on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +52,20 @@ class EncodingProgress:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def writes_to_stdout(command):
+    """A command whose output may go to a pipe that closes early (`| head`): it stops quietly."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        try:
+            return command(args)
+        except BrokenPipeError:
+            # Point stdout at /dev/null so that the interpreter's final flush fails silently too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+
+    return run
 
 
 def load_tokenizer(path: str) -> Tokenizer:
@@ -158,6 +174,7 @@ def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Opti
     return np.memmap(path, dtype=DTYPES[dtype], mode="r")
 
 
+@writes_to_stdout
 def cmd_decode(args) -> int:
     tok = load_tokenizer(args.tokenizer)
     selection = parse_range(args.range)
@@ -184,6 +201,7 @@ def longest_tokens(tok: Tokenizer, n: int) -> list[int]:
     return sorted((i for i in vocab if i not in specials), key=lambda i: (-len(vocab[i]), i))[:n]
 
 
+@writes_to_stdout
 def cmd_info(args) -> int:
     tok = load_tokenizer(args.tokenizer)
     vocab = tok.vocab
@@ -204,6 +222,7 @@ def cmd_info(args) -> int:
     return 0
 
 
+@writes_to_stdout
 def cmd_stats(args) -> int:
     check_threads(args.threads)
     tok = load_tokenizer(args.tokenizer)

@@ -276,3 +276,26 @@ def test_info_and_stats_of_missing_or_damaged_files(tokenizer_file, tmp_path):
     assert_one_line_error(pybpe_cli("info", bad), "bad.json", "not a JSON object")
     assert_one_line_error(pybpe_cli("info", tmp_path / "nope.json"), "nope.json")
     assert_one_line_error(pybpe_cli("stats", "-t", tokenizer_file, tmp_path / "nope.txt"), "nope.txt", "no such file")
+
+
+def test_decode_into_a_pipe_that_closes_early_stops_quietly(tokenizer_file, stories, tmp_path):
+    many = tmp_path / "many.txt"
+    many.write_bytes(stories.read_bytes() * 100)
+    out = tmp_path / "many.bin"
+    assert pybpe_cli("encode", "-t", tokenizer_file, many, "-o", out).returncode == 0
+    decoding = subprocess.Popen([sys.executable, "-m", "pybpe", "decode", "-t", str(tokenizer_file), str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert decoding.stdout.read(10) == many.read_bytes()[:10]
+    decoding.stdout.close()
+    assert decoding.wait(timeout=60) == 0
+    assert decoding.stderr.read() == b""
+
+
+def test_encode_progress_bar_shows_the_rate(capsys):
+    from pybpe.commands import EncodingProgress
+
+    with EncodingProgress(enabled=True) as progress:
+        for done in range(0, 10_000_001, 2_500_000):
+            progress(done, 10_000_000)
+    drawn = capsys.readouterr().err
+    assert "encode" in drawn and "B/s" in drawn
