@@ -1,6 +1,14 @@
 """pybpe: a fast byte-level BPE tokenizer with a Rust core."""
 
-from pybpe.errors import ConfigError, CorpusError, FileError, PybpeError, TokenizerFileError, VocabShortfallWarning
+from pybpe.errors import (
+    ConfigError,
+    CorpusError,
+    FileError,
+    PybpeError,
+    SpecialTokenError,
+    TokenizerFileError,
+    VocabShortfallWarning,
+)
 from pybpe.tokenizer import Tokenizer
 
 __version__ = "0.1.0"
@@ -11,5 +19,6 @@ __all__ = [
     "CorpusError",
     "ConfigError",
     "TokenizerFileError",
+    "SpecialTokenError",
     "VocabShortfallWarning",
 ]

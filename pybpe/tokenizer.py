@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Callable, Iterable, Optional, Union
+from typing import AbstractSet, Callable, Collection, Iterable, Iterator, Optional, Sequence, Union
+
+import numpy as np
 
 from pybpe import _core
 from pybpe.errors import ConfigError, VocabShortfallWarning
+
+# encode_iterable encodes the text it has gathered once it holds this many characters.
+_ITERABLE_BLOCK_CHARS = 1 << 20
 
 PathLike = Union[str, "os.PathLike[str]"]
 ProgressCallback = Callable[[str, int, Optional[int]], None]
@@ -21,6 +26,31 @@ def _threads(threads: Optional[int]) -> int:
     return threads
 
 
+def _specials_args(allowed_special, disallowed_special):
+    """tiktoken's arguments as the core takes them: "all" or a list of names."""
+    def as_arg(value, name):
+        if value == "all":
+            return "all"
+        if isinstance(value, str):
+            raise ConfigError(f'{name} must be "all" or a collection of special tokens, not the string {value!r}')
+        return list(value)
+
+    return as_arg(allowed_special, "allowed_special"), as_arg(disallowed_special, "disallowed_special")
+
+
+def _without_surrogates(text: str) -> str:
+    """`text` with lone surrogates (which UTF-8 cannot hold) replaced by U+FFFD, as tiktoken does."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _on_text(method, text: str, *args):
+    """Calls a core method on `text`, retrying without lone surrogates if it holds any."""
+    try:
+        return method(text, *args)
+    except UnicodeEncodeError:
+        return method(_without_surrogates(text), *args)
+
+
 class Tokenizer:
     """A byte-level BPE tokenizer.
 
@@ -31,6 +61,7 @@ class Tokenizer:
     def __init__(self, core: _core.CoreTokenizer):
         self._core = core
         self.train_report: Optional[dict] = None
+        self.source_path: Optional[str] = None  # the file it was loaded from or last saved to
         self._vocab: Optional[dict] = None
 
     # -- making one ------------------------------------------------------------------
@@ -78,11 +109,14 @@ class Tokenizer:
     @classmethod
     def load(cls, path: PathLike) -> "Tokenizer":
         """Reads a tokenizer file written by `save`."""
-        return cls(_core.CoreTokenizer.load(os.fspath(path)))
+        tokenizer = cls(_core.CoreTokenizer.load(os.fspath(path)))
+        tokenizer.source_path = os.path.abspath(path)
+        return tokenizer
 
     def save(self, path: PathLike) -> None:
         """Writes the tokenizer as one JSON document (atomically: temp file, then rename)."""
         self._core.save(os.fspath(path))
+        self.source_path = os.path.abspath(path)
 
     def to_json(self) -> str:
         return self._core.to_json()
@@ -131,6 +165,126 @@ class Tokenizer:
             f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self._core.merge_ids())}, "
             f"special_tokens={list(self.special_tokens)}, pattern={self.pattern!r})"
         )
+
+    # -- encoding
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: Union[str, AbstractSet[str]] = (),
+        disallowed_special: Union[str, Collection[str]] = "all",
+        threads: Optional[int] = 1,
+    ) -> list[int]:
+        """Token ids of `text`, exactly as tiktoken's `encode`.
+
+        Special tokens in `allowed_special` ("all" or a set) are read as special tokens;
+        text that holds a disallowed one raises SpecialTokenError (a ValueError). Pass
+        `disallowed_special=()` to encode such text as ordinary text. `threads=None` uses
+        all cores (a long text is cut into chunks encoded in parallel).
+        """
+        allowed, disallowed = _specials_args(allowed_special, disallowed_special)
+        return _on_text(self._core.encode, text, allowed, disallowed, _threads(threads))
+
+    def encode_ordinary(self, text: str, *, threads: Optional[int] = 1) -> list[int]:
+        """Token ids of `text` with special tokens treated as plain text."""
+        return _on_text(self._core.encode_ordinary, text, _threads(threads))
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        allowed_special: Union[str, AbstractSet[str]] = (),
+        disallowed_special: Union[str, Collection[str]] = "all",
+        threads: Optional[int] = None,
+    ) -> list[list[int]]:
+        """`encode` of each text, in parallel over the texts (all cores by default)."""
+        allowed, disallowed = _specials_args(allowed_special, disallowed_special)
+        try:
+            return self._core.encode_batch(list(texts), allowed, disallowed, _threads(threads))
+        except UnicodeEncodeError:
+            texts = [_without_surrogates(t) for t in texts]
+            return self._core.encode_batch(texts, allowed, disallowed, _threads(threads))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The smallest numpy dtype that holds every id: uint16 when the vocabulary fits."""
+        return np.dtype(np.uint16) if self.vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+    def encode_to_numpy(
+        self,
+        text: str,
+        *,
+        allowed_special: Union[str, AbstractSet[str]] = (),
+        disallowed_special: Union[str, Collection[str]] = "all",
+        threads: Optional[int] = 1,
+    ) -> np.ndarray:
+        """`encode` into a numpy array (uint16 when the vocabulary fits, else uint32)."""
+        allowed, disallowed = _specials_args(allowed_special, disallowed_special)
+        dtype = self.dtype
+        data = _on_text(self._core.encode_to_bytes, text, allowed, disallowed, _threads(threads), dtype.itemsize)
+        return np.frombuffer(bytearray(data), dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+
+    def encode_iterable(
+        self,
+        iterable: Iterable[str],
+        *,
+        allowed_special: Union[str, AbstractSet[str]] = (),
+        disallowed_special: Union[str, Collection[str]] = "all",
+    ) -> Iterator[int]:
+        """Yields the ids of the concatenated strings (e.g. a file's lines), exactly those of
+        encoding the whole text, holding only a bounded piece of it in memory."""
+        allowed, disallowed = _specials_args(allowed_special, disallowed_special)
+        pending: list[str] = []
+        pending_len = 0
+        for piece in iterable:
+            pending.append(piece)
+            pending_len += len(piece)
+            if pending_len < _ITERABLE_BLOCK_CHARS:
+                continue
+            text = _without_surrogates("".join(pending))
+            cut = self._core.safe_prefix_chars(text, allowed)
+            if cut == 0:
+                pending = [text]
+                continue
+            yield from self._core.encode(text[:cut], allowed, disallowed, 1)
+            pending, pending_len = [text[cut:]], len(text) - cut
+        if pending:
+            yield from _on_text(self._core.encode, "".join(pending), allowed, disallowed, 1)
+
+    def decode_bytes(self, ids: Union[Iterable[int], np.ndarray]) -> bytes:
+        """The bytes of the tokens `ids`, joined."""
+        if isinstance(ids, np.ndarray):
+            if ids.dtype.kind not in "ui" or (ids.size and (ids.min() < 0 or ids.max() >= 1 << 32)):
+                raise ConfigError(f"ids must be non-negative integers below 2^32, not an array of {ids.dtype}")
+            return self._core.decode_buffer(np.ascontiguousarray(ids, dtype="<u4").tobytes(), 4)
+        try:
+            return self._core.decode_bytes(list(ids))
+        except OverflowError:
+            raise ConfigError("ids must be non-negative integers below 2^32") from None
+
+    def decode(self, ids: Union[Iterable[int], np.ndarray], errors: str = "replace") -> str:
+        """The text of `ids`; bytes that are not UTF-8 become U+FFFD (or as `errors` says)."""
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+
+    def encode_file(
+        self,
+        paths: Union[PathLike, Iterable[PathLike]],
+        out_path: PathLike,
+        *,
+        dtype: str = "auto",
+        threads: Optional[int] = None,
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> dict:
+        """Encodes text files to a token file `out_path` (raw little-endian ids, special tokens
+        read as such) and its sidecar `out_path.json`; returns the sidecar's content.
+
+        Both files are written under temporary names and renamed at the end, so an
+        interrupted run leaves neither.
+        """
+        from pybpe import tokenfile
+
+        return tokenfile.encode_files(self, paths, out_path, dtype=dtype, threads=_threads(threads), progress=progress)
 
     # -- interop
     # Other formats (GPT-2 files, tiktoken, HuggingFace); the work is in pybpe/interop.py.

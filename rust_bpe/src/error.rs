@@ -18,6 +18,8 @@ pub enum BpeError {
     TokenizerFile(String),
     /// Anything else the caller asked for that cannot be done.
     InvalidArgument(String),
+    /// Text holds a special token that the caller did not allow.
+    DisallowedSpecial(String),
     /// Stopped by the caller (Ctrl-C).
     Interrupted,
 }
@@ -45,6 +47,11 @@ impl fmt::Display for BpeError {
             | BpeError::InvalidSpecialToken(m)
             | BpeError::TokenizerFile(m)
             | BpeError::InvalidArgument(m) => f.write_str(m),
+            BpeError::DisallowedSpecial(token) => write!(
+                f,
+                "the text contains the special token {token:?}, which is disallowed: pass allowed_special to encode it \
+                 as a special token, or disallowed_special=() to encode it as text"
+            ),
             BpeError::Interrupted => f.write_str("interrupted"),
         }
     }

@@ -1,6 +1,8 @@
 //! rust_bpe: the core of pybpe. A pre-tokenizer, a byte-level BPE trainer with CS336
-//! semantics, and the tokenizer file format; `python` holds the pyo3 bindings.
+//! semantics, a tiktoken-exact encoder, the tokenizer file format; `python` holds the pyo3 bindings.
 
+pub mod corpus;
+pub mod encode;
 pub mod error;
 pub mod pretokenize;
 pub mod tokenizer;
@@ -9,6 +11,7 @@ pub mod train;
 #[cfg(feature = "python")]
 mod python;
 
+pub use encode::{Allowed, Encoder};
 pub use error::BpeError;
 pub use pretokenize::{Pattern, SpecialTokens};
 pub use tokenizer::Tokenizer;

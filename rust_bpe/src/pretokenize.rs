@@ -197,17 +197,35 @@ fn decode_utf8(bytes: &[u8], at: usize) -> (u32, usize) {
     }
 }
 
+/// Class codes of single bytes: the class of an ASCII byte, NON_ASCII for the rest.
+const NON_ASCII: u8 = 4;
+const BYTE_CLASS: [u8; 256] = {
+    let mut table = [NON_ASCII; 256];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = ascii_class(b as u8) as u8;
+        b += 1;
+    }
+    table
+};
+
 /// The end of the run of characters of `class` that starts at `at`.
 #[inline(always)]
 fn run_end(bytes: &[u8], mut at: usize, class: Class) -> usize {
-    while at < bytes.len() {
-        let (c, len) = class_at(bytes, at);
-        if c != class {
-            break;
+    let n = bytes.len();
+    loop {
+        while at < n && BYTE_CLASS[bytes[at] as usize] == class as u8 {
+            at += 1;
         }
-        at += len;
+        if at < n && bytes[at] >= 0x80 {
+            let (c, len) = class_at(bytes, at);
+            if c == class {
+                at += len;
+                continue;
+            }
+        }
+        return at;
     }
-    at
 }
 
 /// The end of the whitespace run starting at `at`, and where its last character starts.
@@ -411,6 +429,46 @@ impl SpecialTokens {
     }
 }
 
+/// Chunk boundaries of `bytes`, about `target` bytes apart (the first is 0, the last the
+/// length): safe cuts of the pattern that no special token crosses or, for custom
+/// patterns, ends of special tokens.
+pub fn cut_points(bytes: &[u8], target: usize, pattern: &Pattern, specials: &SpecialTokens) -> Vec<usize> {
+    let mut cuts = vec![0];
+    if pattern.is_builtin() {
+        let mut at = target;
+        while at < bytes.len() {
+            if pattern.is_safe_cut(bytes, at) && !specials.crosses(bytes, at) {
+                cuts.push(at);
+                at += target;
+            } else {
+                at += 1;
+            }
+        }
+    } else {
+        for end in specials.match_ends(bytes) {
+            if end - cuts.last().unwrap() >= target {
+                cuts.push(end);
+            }
+        }
+    }
+    if *cuts.last().unwrap() != bytes.len() {
+        cuts.push(bytes.len());
+    }
+    cuts
+}
+
+/// The last place where a stream block may be cut (0 if none yet), far enough from its
+/// end that what comes next in the stream cannot change it.
+pub fn last_cut(block: &[u8], pattern: &Pattern, specials: &SpecialTokens) -> usize {
+    let limit = block.len().saturating_sub(specials.max_len() + 2);
+    if pattern.is_builtin() {
+        let from = limit.saturating_sub(1 << 20);
+        (from..limit).rev().find(|&at| pattern.is_safe_cut(block, at) && !specials.crosses(block, at)).unwrap_or(0)
+    } else {
+        specials.match_ends(block).take_while(|&end| end <= limit).last().unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,5 +568,14 @@ mod tests {
         assert_eq!(pieces, vec!["Text(\"x\")", "Special(1)", "Text(\"y\")", "Special(0)"]);
         assert!(specials.crosses(b"x<|a|>y", 3));
         assert!(!specials.crosses(b"x<|a|>y", 1));
+    }
+
+    #[test]
+    fn cut_points_avoid_special_tokens() {
+        let specials = SpecialTokens::new(&["x y".into()]).unwrap();
+        let text = b"aa bb\ncc x y dd";
+        let cuts = cut_points(text, 1, &Pattern::Gpt2, &specials);
+        assert!(!cuts.contains(&10), "{cuts:?}");
+        assert_eq!(*cuts.last().unwrap(), text.len());
     }
 }

@@ -1,12 +1,16 @@
 //! The pyo3 bindings: `pybpe._core`. Thin: conversions, the GIL released around the work,
 //! and errors turned into the exception types below.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::corpus::encode_files;
+use crate::encode::{Allowed, Encoder};
 use crate::error::BpeError;
 use crate::pretokenize::Pattern;
 use crate::tokenizer::Tokenizer;
@@ -17,6 +21,12 @@ pyo3::create_exception!(pybpe, FileError, PybpeError, "A file could not be read 
 pyo3::create_exception!(pybpe, CorpusError, PybpeError, "The training text cannot be used (empty, or not UTF-8 under strict decoding).");
 pyo3::create_exception!(pybpe, ConfigError, PybpeError, "An argument is out of range or malformed (vocab size, pattern, special tokens).");
 pyo3::create_exception!(pybpe, TokenizerFileError, PybpeError, "A tokenizer file is not one, or is damaged.");
+pyo3::create_exception!(
+    pybpe,
+    SpecialTokenError,
+    pyo3::exceptions::PyValueError,
+    "Text holds a special token that is disallowed (a ValueError, as in tiktoken)."
+);
 
 fn to_py_err(err: BpeError) -> PyErr {
     let message = err.to_string();
@@ -28,14 +38,59 @@ fn to_py_err(err: BpeError) -> PyErr {
         | BpeError::InvalidSpecialToken(_)
         | BpeError::InvalidArgument(_) => ConfigError::new_err(message),
         BpeError::TokenizerFile(_) => TokenizerFileError::new_err(message),
+        BpeError::DisallowedSpecial(_) => SpecialTokenError::new_err(message),
         BpeError::Interrupted => PyKeyboardInterrupt::new_err(message),
     }
+}
+
+/// A thread pool per thread count, kept for the life of the process; 1 thread means none.
+fn pool(threads: usize) -> PyResult<Option<Arc<rayon::ThreadPool>>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    if threads == 1 {
+        return Ok(None);
+    }
+    let mut pools = POOLS.get_or_init(Default::default).lock().expect("pool lock");
+    if let Some(p) = pools.get(&threads) {
+        return Ok(Some(p.clone()));
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ConfigError::new_err(format!("cannot start {threads} threads: {e}")))?;
+    let p = Arc::new(p);
+    pools.insert(threads, p.clone());
+    Ok(Some(p))
+}
+
+/// "all", or an iterable of special-token names.
+fn allowed_from(obj: &Bound<'_, PyAny>) -> PyResult<Allowed> {
+    if let Ok(s) = obj.extract::<String>() {
+        return if s == "all" {
+            Ok(Allowed::All)
+        } else {
+            Err(ConfigError::new_err(format!("expected \"all\" or a collection of special tokens, not the string {s:?}")))
+        };
+    }
+    let names: Vec<String> = obj.try_iter()?.map(|n| n?.extract::<String>()).collect::<PyResult<_>>()?;
+    Ok(if names.is_empty() { Allowed::None } else { Allowed::Some(names) })
 }
 
 /// The Rust tokenizer behind `pybpe.Tokenizer`.
 #[pyclass(frozen, module = "pybpe._core")]
 struct CoreTokenizer {
     inner: Tokenizer,
+    encoder: OnceLock<Encoder>,
+}
+
+impl CoreTokenizer {
+    fn new(inner: Tokenizer) -> CoreTokenizer {
+        CoreTokenizer { inner, encoder: OnceLock::new() }
+    }
+
+    fn encoder(&self) -> &Encoder {
+        self.encoder.get_or_init(|| Encoder::new(self.inner.clone()))
+    }
 }
 
 #[pymethods]
@@ -43,14 +98,14 @@ impl CoreTokenizer {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<CoreTokenizer> {
         let inner = py.detach(|| Tokenizer::load(&path)).map_err(to_py_err)?;
-        Ok(CoreTokenizer { inner })
+        Ok(CoreTokenizer::new(inner))
     }
 
     #[staticmethod]
     fn from_json(py: Python<'_>, text: &str) -> PyResult<CoreTokenizer> {
         let text = text.to_owned();
         let inner = py.detach(|| Tokenizer::from_json(&text)).map_err(to_py_err)?;
-        Ok(CoreTokenizer { inner })
+        Ok(CoreTokenizer::new(inner))
     }
 
     /// Builds a tokenizer from token bytes by id, merges as id pairs, and special tokens.
@@ -63,7 +118,7 @@ impl CoreTokenizer {
     ) -> PyResult<CoreTokenizer> {
         let pattern = Pattern::parse(pattern).map_err(to_py_err)?;
         let inner = Tokenizer::new(vocab, merges, special_tokens, pattern).map_err(to_py_err)?;
-        Ok(CoreTokenizer { inner })
+        Ok(CoreTokenizer::new(inner))
     }
 
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
@@ -109,6 +164,134 @@ impl CoreTokenizer {
 
     fn vocab_size(&self) -> usize {
         self.inner.vocab_size()
+    }
+
+    fn encode(&self, py: Python<'_>, text: &str, allowed_special: &Bound<'_, PyAny>, disallowed_special: &Bound<'_, PyAny>, threads: usize) -> PyResult<Vec<u32>> {
+        let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
+        let pool = pool(threads)?;
+        py.detach(|| self.encoder().encode(text, &allowed, &disallowed, pool.as_deref())).map_err(to_py_err)
+    }
+
+    fn encode_ordinary(&self, py: Python<'_>, text: &str, threads: usize) -> PyResult<Vec<u32>> {
+        let pool = pool(threads)?;
+        Ok(py.detach(|| self.encoder().encode_ordinary(text, pool.as_deref())))
+    }
+
+    /// The ids as little-endian integers of `itemsize` bytes (2 or 4), for numpy.
+    fn encode_to_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        allowed_special: &Bound<'_, PyAny>,
+        disallowed_special: &Bound<'_, PyAny>,
+        threads: usize,
+        itemsize: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
+        let pool = pool(threads)?;
+        let ids = py.detach(|| self.encoder().encode(text, &allowed, &disallowed, pool.as_deref())).map_err(to_py_err)?;
+        Ok(match itemsize {
+            2 => PyBytes::new(py, &ids.iter().flat_map(|&i| (i as u16).to_le_bytes()).collect::<Vec<u8>>()),
+            _ => PyBytes::new(py, &ids.iter().flat_map(|&i| i.to_le_bytes()).collect::<Vec<u8>>()),
+        })
+    }
+
+    fn encode_batch(&self, py: Python<'_>, texts: Vec<String>, allowed_special: &Bound<'_, PyAny>, disallowed_special: &Bound<'_, PyAny>, threads: usize) -> PyResult<Vec<Vec<u32>>> {
+        let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
+        match pool(threads)? {
+            Some(p) => py.detach(|| self.encoder().encode_batch(&texts, &allowed, &disallowed, &p)).map_err(to_py_err),
+            None => py
+                .detach(|| texts.iter().map(|t| self.encoder().encode(t, &allowed, &disallowed, None)).collect::<Result<Vec<_>, _>>())
+                .map_err(to_py_err),
+        }
+    }
+
+    fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.detach(|| self.encoder().decode_bytes(&ids)).map_err(to_py_err)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Decodes ids given as little-endian integers of `itemsize` bytes.
+    fn decode_buffer<'py>(&self, py: Python<'py>, data: &[u8], itemsize: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let ids: Vec<u32> = match itemsize {
+            2 => data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect(),
+            4 => data.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            _ => return Err(ConfigError::new_err(format!("itemsize must be 2 or 4, not {itemsize}"))),
+        };
+        self.decode_bytes(py, ids)
+    }
+
+    /// How many characters at the start of `text` can be encoded on their own: the last
+    /// place where no pre-token or special token crosses and what follows cannot matter.
+    fn safe_prefix_chars(&self, text: &str, allowed_special: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let allowed = allowed_from(allowed_special)?;
+        let pattern = self.inner.pattern();
+        let cut = if pattern.is_builtin() {
+            crate::pretokenize::last_cut(text.as_bytes(), pattern, self.inner.specials())
+        } else {
+            let names: Vec<String> = self
+                .inner
+                .special_tokens()
+                .iter()
+                .map(|(n, _)| n.clone())
+                .filter(|n| match &allowed {
+                    Allowed::None => false,
+                    Allowed::All => true,
+                    Allowed::Some(list) => list.contains(n),
+                })
+                .collect();
+            let specials = crate::pretokenize::SpecialTokens::new(&names).map_err(to_py_err)?;
+            crate::pretokenize::last_cut(text.as_bytes(), pattern, &specials)
+        };
+        Ok(text[..cut].chars().count())
+    }
+
+    /// Encodes files to a token file at `out` (special tokens read as such); returns a report.
+    #[pyo3(signature = (paths, out, itemsize, threads, progress = None))]
+    fn encode_files<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<PathBuf>,
+        out: PathBuf,
+        itemsize: usize,
+        threads: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let pool = match pool(threads)? {
+            Some(p) => p,
+            None => Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| ConfigError::new_err(e.to_string()))?),
+        };
+        let mut callback_error: Option<PyErr> = None;
+        let result = py.detach(|| {
+            let mut report_progress = |done: u64, total: u64| -> bool {
+                Python::attach(|py| {
+                    let outcome = py.check_signals().and_then(|_| match &progress {
+                        Some(cb) => cb.call1(py, (done, total)).map(|_| ()),
+                        None => Ok(()),
+                    });
+                    match outcome {
+                        Ok(()) => true,
+                        Err(e) => {
+                            callback_error = Some(e);
+                            false
+                        }
+                    }
+                })
+            };
+            encode_files(self.encoder(), &paths, &out, itemsize, &pool, &mut report_progress)
+        });
+        let report = match result {
+            Ok(r) => r,
+            Err(BpeError::Interrupted) if callback_error.is_some() => return Err(callback_error.unwrap()),
+            Err(e) => return Err(to_py_err(e)),
+        };
+        let dict = PyDict::new(py);
+        dict.set_item("num_tokens", report.num_tokens)?;
+        dict.set_item("bytes_read", report.bytes_read)?;
+        dict.set_item("invalid_utf8_bytes", report.invalid_utf8_bytes)?;
+        dict.set_item("sources", report.sources)?;
+        dict.set_item("seconds", report.seconds)?;
+        Ok(dict)
     }
 }
 
@@ -193,7 +376,7 @@ fn train_bpe<'py>(
     dict.set_item("merges_learned", report.merges_learned)?;
     dict.set_item("count_seconds", report.count_seconds)?;
     dict.set_item("merge_seconds", report.merge_seconds)?;
-    Ok((CoreTokenizer { inner: tokenizer }, dict))
+    Ok((CoreTokenizer::new(tokenizer), dict))
 }
 
 #[pymodule]
@@ -208,6 +391,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CorpusError", py.get_type::<CorpusError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("TokenizerFileError", py.get_type::<TokenizerFileError>())?;
+    m.add("SpecialTokenError", py.get_type::<SpecialTokenError>())?;
     m.add("GPT2_REGEX", crate::pretokenize::GPT2_REGEX)?;
     m.add("GPT4_REGEX", crate::pretokenize::GPT4_REGEX)?;
     Ok(())

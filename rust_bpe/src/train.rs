@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::error::BpeError;
-use crate::pretokenize::{Pattern, Piece, SpecialTokens};
+use crate::pretokenize::{cut_points, last_cut, Pattern, Piece, SpecialTokens};
 use crate::tokenizer::Tokenizer;
 
 /// Where training text comes from.
@@ -298,46 +298,6 @@ fn count_text(text: &str, pattern: &Pattern, specials: &SpecialTokens, counts: &
     n
 }
 
-/// Chunk boundaries of `bytes`, about `target` bytes apart (the first is 0, the last the
-/// length): safe cuts of the pattern that no special token crosses or, for custom
-/// patterns, ends of special tokens.
-fn cut_points(bytes: &[u8], target: usize, pattern: &Pattern, specials: &SpecialTokens) -> Vec<usize> {
-    let mut cuts = vec![0];
-    if pattern.is_builtin() {
-        let mut at = target;
-        while at < bytes.len() {
-            if pattern.is_safe_cut(bytes, at) && !specials.crosses(bytes, at) {
-                cuts.push(at);
-                at += target;
-            } else {
-                at += 1;
-            }
-        }
-    } else {
-        for end in specials.match_ends(bytes) {
-            if end - cuts.last().unwrap() >= target {
-                cuts.push(end);
-            }
-        }
-    }
-    if *cuts.last().unwrap() != bytes.len() {
-        cuts.push(bytes.len());
-    }
-    cuts
-}
-
-/// The last place where a stream block may be cut (0 if none yet), far enough from its
-/// end that what comes next in the stream cannot change it.
-fn last_cut(block: &[u8], pattern: &Pattern, specials: &SpecialTokens) -> usize {
-    let limit = block.len().saturating_sub(specials.max_len() + 2);
-    if pattern.is_builtin() {
-        let from = limit.saturating_sub(1 << 20);
-        (from..limit).rev().find(|&at| pattern.is_safe_cut(block, at) && !specials.crosses(block, at)).unwrap_or(0)
-    } else {
-        specials.match_ends(block).take_while(|&end| end <= limit).last().unwrap_or(0)
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Merging
 
@@ -570,14 +530,5 @@ mod tests {
     #[test]
     fn stops_when_no_pairs_are_left() {
         assert_eq!(merged_tokens(&[("ab", 1), ("c", 9)], 10), vec!["ab"]);
-    }
-
-    #[test]
-    fn cut_points_avoid_special_tokens() {
-        let specials = SpecialTokens::new(&["x y".into()]).unwrap();
-        let text = b"aa bb\ncc x y dd";
-        let cuts = cut_points(text, 1, &Pattern::Gpt2, &specials);
-        assert!(!cuts.contains(&10), "{cuts:?}");
-        assert_eq!(*cuts.last().unwrap(), text.len());
     }
 }
