@@ -107,9 +107,8 @@ def cmd_encode(args) -> int:
     total_bytes = check_inputs(args.files)
     started = time.perf_counter()
     with EncodingProgress() as progress:
-        report = tok.encode_file(args.files, out, dtype=args.dtype, threads=args.threads, progress=progress)
+        sidecar = tok.encode_file(args.files, out, dtype=args.dtype, threads=args.threads, progress=progress)
     seconds = time.perf_counter() - started
-    sidecar = json.loads(Path(f"{out}.json").read_text(encoding="utf-8"))
     num_tokens = sidecar["num_tokens"]
     itemsize = DTYPES[sidecar["dtype"]].itemsize
     print(f"pybpe encode: {', '.join(args.files)} -> {out}")
@@ -120,7 +119,7 @@ def cmd_encode(args) -> int:
     rate = total_bytes / seconds / 1e6 if seconds > 0 else float("inf")
     print(f"  time          {seconds:.2f} s ({rate:.1f} MB/s)")
     print(f"  wrote         {out} + {out}.json")
-    invalid = (report or {}).get("invalid_utf8_bytes", 0) if isinstance(report, dict) else 0
+    invalid = sidecar.get("invalid_utf8_bytes", 0)
     if invalid:
         print(f"pybpe: note: replaced {invalid:,} invalid UTF-8 bytes with U+FFFD", file=sys.stderr)
     return 0
@@ -156,7 +155,9 @@ def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Opti
             raise ConfigError(f"--dtype {dtype} contradicts {sidecar_path}, which says {sidecar['dtype']}")
         dtype = sidecar["dtype"]
         recorded = (sidecar.get("tokenizer") or {}).get("sha256")
-        if recorded and recorded != hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest():
+        ours = {hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest(),
+                hashlib.sha256(tok.to_json().encode("utf-8")).hexdigest()}
+        if recorded and recorded not in ours:
             print(f"pybpe: warning: {path} was encoded with another tokenizer "
                   f"({sidecar['tokenizer'].get('path')}) than {tokenizer_path}", file=sys.stderr)
     elif dtype is None:

@@ -194,6 +194,10 @@ def read_gpt2(vocab_json: PathLike, merges_txt: PathLike, special_tokens: Iterab
         raise TokenizerFileError(f"{vocab_json}: not a GPT-2 vocab.json (not valid JSON: {e})") from None
     if not isinstance(doc, dict) or not doc:
         raise TokenizerFileError(f"{vocab_json}: not a GPT-2 vocab.json (not a JSON object of token -> id)")
+    if doc.get("format") == "pybpe":
+        raise TokenizerFileError(f"{vocab_json}: a pybpe tokenizer file, not a GPT-2 vocab.json: use Tokenizer.load")
+    if "model" in doc and "pre_tokenizer" in doc:
+        raise TokenizerFileError(f"{vocab_json}: a HuggingFace tokenizer.json, not a GPT-2 vocab.json")
     vocab: dict[int, bytes] = {}
     special_ids: dict[str, int] = {}
     for token, id in doc.items():

@@ -299,3 +299,9 @@ def test_encode_progress_bar_shows_the_rate(capsys):
             progress(done, 10_000_000)
     drawn = capsys.readouterr().err
     assert "encode" in drawn and "B/s" in drawn
+
+
+def test_decode_with_another_tokenizer_than_the_file_was_encoded_with_warns(big_tokenizer_file, encoded):
+    result = pybpe_cli("decode", "-t", big_tokenizer_file, encoded)
+    assert result.returncode == 0
+    assert "warning" in result.stderr.decode() and "another tokenizer" in result.stderr.decode()

@@ -299,6 +299,8 @@ def test_trained_tokenizer_round_trips_through_gpt2_files(gpt4_trained, tmp_path
     ("vocab", "{not json", "not valid JSON"),
     ("vocab", "[1, 2]", "not a JSON object"),
     ("vocab", '{"a": "zero"}', "not a whole number"),
+    ("vocab", '{"format": "pybpe", "version": 1}', "a pybpe tokenizer file"),
+    ("vocab", '{"version": "1.0", "model": {}, "pre_tokenizer": null}', "a HuggingFace tokenizer.json"),
     ("vocab", '{"a b": 0}', "byte-to-unicode"),
     ("merges", "Ġ t\nĠ\n", "line 2"),
     ("merges", "Ġ t x\n", "line 1"),
