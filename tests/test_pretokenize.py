@@ -6,35 +6,16 @@ import regex
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pybpe import _core
 from pybpe.tokenizer import pretokenize
 from reference_bpe import GPT2_PATTERN, GPT4_PATTERN
+from unicode_versions import NEWER_THAN_PYTHON, established
 from reference_bpe import pretokenize as reference_pretokenize
-
-
-def _regex_module_classes() -> bytes:
-    """The class of every code point according to the `regex` module, coded as `_core.char_classes()`."""
-    everything = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
-    classes = bytearray(b"\x03" * 0x110000)
-    for m in regex.finditer(r"(\p{L})|(\p{N})|(\s)|(.)", everything, flags=regex.DOTALL):
-        classes[ord(m.group())] = m.lastindex - 1
-    return bytes(classes)
-
-
-OURS, THEIRS = _core.char_classes(), _regex_module_classes()
-# The regex module carries newer Unicode tables than the Rust regex crates (and tiktoken, whose ids
-# pybpe must equal). The two may classify characters newer than Python's own unicodedata differently.
-NEWER_THAN_PYTHON = {c for c in range(0x110000) if OURS[c] != THEIRS[c]}
 
 
 def test_character_classes_agree_with_the_regex_module_on_every_established_character():
     assert len(NEWER_THAN_PYTHON) < 10_000
-    established = [c for c in NEWER_THAN_PYTHON if unicodedata.category(chr(c)) != "Cn"]
-    assert established == [], f"{unicodedata.unidata_version}: {[hex(c) for c in established[:10]]}"
-
-
-def _established(text: str) -> str:
-    return "".join(ch for ch in text if ord(ch) not in NEWER_THAN_PYTHON)
+    assigned = [c for c in NEWER_THAN_PYTHON if unicodedata.category(chr(c)) != "Cn"]
+    assert assigned == [], f"{unicodedata.unidata_version}: {[hex(c) for c in assigned[:10]]}"
 
 
 # Pieces that exercise every branch of the patterns, mixed with arbitrary Unicode.
@@ -45,7 +26,7 @@ texts = st.one_of(
     st.text(),
     st.lists(st.sampled_from(PIECES), max_size=30).map("".join),
     st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=20).map("".join),
-).map(_established)
+).map(established)
 
 
 @given(texts)
