@@ -105,6 +105,10 @@ def cmd_encode(args) -> int:
                           f"{tok.vocab_size:,} tokens: use uint32 or auto")
     out = check_output_path(args.output)
     total_bytes = check_inputs(args.files)
+    written = {out.resolve(), Path(f"{out}.json").resolve()}
+    for given in [*args.files, args.tokenizer]:
+        if Path(given).resolve() in written:
+            raise ConfigError(f"-o {out} would overwrite the input {given}")
     started = time.perf_counter()
     with EncodingProgress() as progress:
         sidecar = tok.encode_file(args.files, out, dtype=args.dtype, threads=args.threads, progress=progress)

@@ -261,6 +261,18 @@ def test_a_failed_encode_leaves_an_existing_output_alone(tokenizer_file, tmp_pat
     assert out.read_bytes() == b"old"
 
 
+def test_encode_refuses_to_overwrite_its_input(tokenizer_file, stories, tmp_path):
+    before = stories.read_bytes()
+    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", stories), "overwrite")
+    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", tokenizer_file), "overwrite")
+    text_named_like_the_sidecar = tmp_path / "x.bin.json"
+    text_named_like_the_sidecar.write_bytes(before)
+    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, text_named_like_the_sidecar, "-o",
+                                    tmp_path / "x.bin"), "overwrite")
+    assert text_named_like_the_sidecar.read_bytes() == before
+    assert stories.read_bytes() == before
+
+
 def test_bad_encode_arguments(tokenizer_file, stories, tmp_path):
     out = tmp_path / "out.bin"
     assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--threads", 0), "--threads")
