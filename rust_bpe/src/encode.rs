@@ -14,11 +14,11 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-/// Maps keyed by packed pre-tokens: FxHash clusters such keys, foldhash spreads them.
-type PackedMap<V> = std::collections::HashMap<u128, V, foldhash::fast::FixedState>;
+
 
 use crate::error::BpeError;
-use crate::pretokenize::{cut_points, Piece, SpecialTokens};
+use crate::packed_table::{hash, PackedTable};
+use crate::pretokenize::{cut_points, pack, pack_at, Piece, SpecialTokens, MAX_PACKED};
 use crate::tokenizer::Tokenizer;
 
 /// Which special tokens are read as special tokens in the text.
@@ -36,23 +36,16 @@ pub struct Encoder {
     pair_ranks: FxHashMap<u64, u32>,
     byte_ids: [u32; 256],
     /// Every token of at most 15 bytes, by its packed bytes (the seed of every cache).
-    short_tokens: PackedMap<u64>,
+    short_tokens: PackedTable<u64>,
     /// Every longer token.
     long_tokens: FxHashMap<Box<[u8]>, u32>,
     id: u64,
 }
 
-const MAX_PACKED: usize = 15;
+/// Pre-tokens looked up together.
+const BATCH: usize = 16;
 /// A cache is reset to its seed when it grows past this many pre-tokens.
 const MAX_CACHE_ENTRIES: usize = 1 << 21;
-
-#[inline(always)]
-fn pack(piece: &[u8]) -> u128 {
-    let mut buf = [0u8; 16];
-    buf[..piece.len()].copy_from_slice(piece);
-    buf[15] = piece.len() as u8;
-    u128::from_le_bytes(buf)
-}
 
 /// A cached encoding: one id, or (with bit 63 set) `len` ids at `offset` in the arena.
 #[inline(always)]
@@ -65,7 +58,7 @@ const MULTI: u64 = 1 << 63;
 /// Per-thread memory of pre-tokens already encoded.
 struct Cache {
     encoder: u64,
-    short: PackedMap<u64>,
+    short: PackedTable<u64>,
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
     arena: Vec<u32>,
     /// Scratch space of the merge loop.
@@ -93,7 +86,7 @@ impl Encoder {
             *slot = ids[&[b as u8][..]];
         }
         let mut pair_ranks = FxHashMap::default();
-        let mut short_tokens = PackedMap::default();
+        let mut short_tokens = PackedTable::with_capacity(vocab.len());
         let mut long_tokens = FxHashMap::default();
         for (&bytes, &id) in &ids {
             for split in 1..bytes.len() {
@@ -144,33 +137,65 @@ impl Encoder {
         self.pair_ranks.get(&(((a as u64) << 32) | b as u64)).copied().unwrap_or(u32::MAX)
     }
 
-    /// Appends the ids of one pre-token.
-    #[inline]
-    fn encode_piece(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
-        if piece.len() <= MAX_PACKED {
-            let key = pack(piece);
-            if let Some(&v) = cache.short.get(&key) {
-                push_cached(v, &cache.arena, out);
-                return;
+    /// Appends the ids of the pre-tokens of `text`, a batch at a time: the cache slots of a
+    /// whole batch are prefetched before any is probed.
+    fn encode_text(&self, text: &str, cache: &mut Cache, out: &mut Vec<u32>) {
+        let bytes = text.as_bytes();
+        let mut ranges = [(0usize, 0usize); BATCH];
+        let mut n = 0;
+        self.tokenizer.pattern().split_ranges(text, |start, end| {
+            ranges[n] = (start, end);
+            n += 1;
+            if n == BATCH {
+                self.encode_ranges(bytes, &ranges, cache, out);
+                n = 0;
             }
-            let v = self.merge_into_cache(piece, cache);
-            cache.short.insert(key, v);
-            push_cached(v, &cache.arena, out);
-        } else {
-            if let Some(&id) = self.long_tokens.get(piece) {
-                out.push(id);
-                return;
+        });
+        self.encode_ranges(bytes, &ranges[..n], cache, out);
+    }
+
+    #[inline(never)]
+    fn encode_ranges(&self, bytes: &[u8], ranges: &[(usize, usize)], cache: &mut Cache, out: &mut Vec<u32>) {
+        let mut keys = [(0u128, 0u64); BATCH];
+        for (key, &(start, end)) in keys.iter_mut().zip(ranges) {
+            if end - start <= MAX_PACKED {
+                let packed = pack_at(bytes, start, end);
+                let h = hash(packed);
+                cache.short.prefetch(h);
+                *key = (packed, h);
             }
-            if let Some(&(offset, len)) = cache.long.get(piece) {
-                out.extend_from_slice(&cache.arena[offset as usize..(offset + len) as usize]);
-                return;
-            }
-            let start = out.len();
-            self.merge(piece, cache, out);
-            let offset = cache.arena.len() as u32;
-            cache.arena.extend_from_slice(&out[start..]);
-            cache.long.insert(Box::from(piece), (offset, (out.len() - start) as u32));
         }
+        for (&(key, h), &(start, end)) in keys.iter().zip(ranges) {
+            if end - start <= MAX_PACKED {
+                let v = match cache.short.get(key, h) {
+                    Some(v) => v,
+                    None => {
+                        let v = self.merge_into_cache(&bytes[start..end], cache);
+                        *cache.short.entry(key, h) = v;
+                        v
+                    }
+                };
+                push_cached(v, &cache.arena, out);
+            } else {
+                self.encode_long_piece(&bytes[start..end], cache, out);
+            }
+        }
+    }
+
+    fn encode_long_piece(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
+        if let Some(&id) = self.long_tokens.get(piece) {
+            out.push(id);
+            return;
+        }
+        if let Some(&(offset, len)) = cache.long.get(piece) {
+            out.extend_from_slice(&cache.arena[offset as usize..(offset + len) as usize]);
+            return;
+        }
+        let start = out.len();
+        self.merge(piece, cache, out);
+        let offset = cache.arena.len() as u32;
+        cache.arena.extend_from_slice(&out[start..]);
+        cache.long.insert(Box::from(piece), (offset, (out.len() - start) as u32));
     }
 
     fn merge_into_cache(&self, piece: &[u8], cache: &mut Cache) -> u64 {
@@ -269,17 +294,15 @@ impl Encoder {
     /// Ids of text with no special tokens read (tiktoken's `encode_ordinary`).
     pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) {
         self.with_cache(|cache| {
-            let pattern = self.tokenizer.pattern();
-            pattern.split(text, |piece| self.encode_piece(piece.as_bytes(), cache, out));
+            self.encode_text(text, cache, out);
         })
     }
 
     /// Ids of text reading the special tokens `specials` recognises.
     fn encode_with_specials_into(&self, text: &str, specials: &SpecialTokens, ids: &[u32], out: &mut Vec<u32>) {
         self.with_cache(|cache| {
-            let pattern = self.tokenizer.pattern();
             specials.for_each_piece(text, |piece| match piece {
-                Piece::Text(t) => pattern.split(t, |p| self.encode_piece(p.as_bytes(), cache, out)),
+                Piece::Text(t) => self.encode_text(t, cache, out),
                 Piece::Special(i) => out.push(ids[i]),
             });
         })
@@ -387,7 +410,10 @@ fn push_cached(v: u64, arena: &[u32], out: &mut Vec<u32>) {
     } else {
         let len = ((v >> 40) & 0x7F_FFFF) as usize;
         let offset = (v & 0xFF_FFFF_FFFF) as usize;
-        out.extend_from_slice(&arena[offset..offset + len]);
+        // Mostly 2-4 ids: a loop beats a call to memmove.
+        for &id in &arena[offset..offset + len] {
+            out.push(id);
+        }
     }
 }
 

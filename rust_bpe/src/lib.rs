@@ -4,6 +4,7 @@
 pub mod corpus;
 pub mod encode;
 pub mod error;
+pub mod packed_table;
 pub mod pretokenize;
 pub mod tokenizer;
 pub mod train;

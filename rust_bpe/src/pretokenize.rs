@@ -66,16 +66,22 @@ impl Pattern {
 
     /// Calls `emit` with each pre-token of `text`, in order; together they cover `text`.
     pub fn split<'t>(&self, text: &'t str, mut emit: impl FnMut(&'t str)) {
+        self.split_ranges(text, |start, end| emit(&text[start..end]));
+    }
+
+    /// Calls `emit(start, end)` with the byte range of each pre-token of `text`, in order.
+    #[inline]
+    pub fn split_ranges(&self, text: &str, mut emit: impl FnMut(usize, usize)) {
         match self {
-            Pattern::Gpt2 => split_with(text, gpt2_token_end, emit),
-            Pattern::Gpt4 => split_with(text, gpt4_token_end, emit),
+            Pattern::Gpt2 => split_with(text.as_bytes(), gpt2_token_end, emit),
+            Pattern::Gpt4 => split_with(text.as_bytes(), gpt4_token_end, emit),
             Pattern::Custom(re) => {
                 // A regex that matches nothing somewhere leaves that text out, as `findall` does.
                 let mut at = 0;
                 while at <= text.len() {
                     let Ok(Some(m)) = re.find_from_pos(text, at) else { break };
                     if m.end() > m.start() {
-                        emit(m.as_str());
+                        emit(m.start(), m.end());
                         at = m.end();
                     } else {
                         at = m.end() + text[m.end()..].chars().next().map_or(1, char::len_utf8);
@@ -99,15 +105,47 @@ impl Pattern {
     }
 }
 
-fn split_with<'t>(text: &'t str, token_end: fn(&[u8], usize) -> usize, mut emit: impl FnMut(&'t str)) {
-    let bytes = text.as_bytes();
+#[inline(always)]
+fn split_with(bytes: &[u8], token_end: impl Fn(&[u8], usize) -> usize, mut emit: impl FnMut(usize, usize)) {
     let mut start = 0;
     while start < bytes.len() {
         let end = token_end(bytes, start);
-        debug_assert!(end > start && text.is_char_boundary(end));
-        emit(&text[start..end]);
+        debug_assert!(end > start);
+        emit(start, end);
         start = end;
     }
+}
+
+/// Up to 15 bytes packed into one integer: the bytes little-endian, the length in the top byte.
+/// Pre-tokens this short (nearly all of them) are keyed by it instead of by a byte string.
+pub const MAX_PACKED: usize = 15;
+
+#[inline(always)]
+pub fn pack(piece: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    buf[..piece.len()].copy_from_slice(piece);
+    buf[15] = piece.len() as u8;
+    u128::from_le_bytes(buf)
+}
+
+/// `pack(&bytes[start..end])`, reading 16 bytes at once where `bytes` has them.
+#[inline(always)]
+pub fn pack_at(bytes: &[u8], start: usize, end: usize) -> u128 {
+    let len = end - start;
+    debug_assert!(len <= MAX_PACKED);
+    match bytes.get(start..start + 16) {
+        Some(window) => {
+            let word = u128::from_le_bytes(window.try_into().expect("16 bytes"));
+            (word & ((1u128 << (8 * len)) - 1)) | ((len as u128) << 120)
+        }
+        None => pack(&bytes[start..end]),
+    }
+}
+
+/// The bytes a packed key holds.
+pub fn unpack(key: u128) -> Vec<u8> {
+    let len = (key >> 120) as usize;
+    key.to_le_bytes()[..len].to_vec()
 }
 
 /// The character classes the patterns use: `\p{L}`, `\p{N}`, `\s`, and everything else.
@@ -244,6 +282,7 @@ fn space_run(bytes: &[u8], mut at: usize) -> (usize, usize) {
 }
 
 /// `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+#[inline(always)]
 fn gpt2_token_end(bytes: &[u8], at: usize) -> usize {
     let n = bytes.len();
     if bytes[at] == b'\'' && at + 1 < n {
@@ -275,6 +314,7 @@ fn gpt2_token_end(bytes: &[u8], at: usize) -> usize {
 }
 
 /// `'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s`
+#[inline(always)]
 fn gpt4_token_end(bytes: &[u8], at: usize) -> usize {
     let n = bytes.len();
     if bytes[at] == b'\'' && at + 1 < n {

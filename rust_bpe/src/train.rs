@@ -20,7 +20,8 @@ use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::error::BpeError;
-use crate::pretokenize::{cut_points, last_cut, Pattern, Piece, SpecialTokens};
+use crate::packed_table::{hash, PackedTable};
+use crate::pretokenize::{cut_points, last_cut, pack_at, unpack, Pattern, Piece, SpecialTokens, MAX_PACKED};
 use crate::tokenizer::Tokenizer;
 
 /// Where training text comes from.
@@ -72,8 +73,76 @@ pub enum Progress {
 
 pub const MAX_VOCAB_SIZE: u64 = 1 << 31;
 
-/// Counts of distinct pre-tokens.
-pub type WordCounts = HashMap<Box<[u8]>, u64, FxBuildHasher>;
+/// Counts of distinct pre-tokens: short ones keyed by their packed bytes, long ones by bytes.
+#[derive(Default)]
+pub struct WordCounts {
+    short: PackedTable<u64>,
+    long: HashMap<Box<[u8]>, u64, FxBuildHasher>,
+}
+
+impl WordCounts {
+    pub fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counts the pre-tokens `bytes[start..end]` of `ranges` (prefetching first, see PackedTable).
+    #[inline(never)]
+    fn add(&mut self, bytes: &[u8], ranges: &[(usize, usize)]) {
+        let mut keys = [(0u128, 0u64); BATCH];
+        for (key, &(start, end)) in keys.iter_mut().zip(ranges) {
+            if end - start <= MAX_PACKED {
+                let packed = pack_at(bytes, start, end);
+                let h = hash(packed);
+                self.short.prefetch(h);
+                *key = (packed, h);
+            }
+        }
+        for (&(key, h), &(start, end)) in keys.iter().zip(ranges) {
+            if end - start <= MAX_PACKED {
+                *self.short.entry(key, h) += 1;
+            } else {
+                let word = &bytes[start..end];
+                match self.long.get_mut(word) {
+                    Some(c) => *c += 1,
+                    None => {
+                        self.long.insert(word.into(), 1);
+                    }
+                }
+            }
+        }
+    }
+
+    fn absorb(&mut self, other: WordCounts) {
+        for (key, count) in other.short.iter() {
+            *self.short.entry(key, hash(key)) += count;
+        }
+        for (word, count) in other.long {
+            *self.long.entry(word).or_insert(0) += count;
+        }
+    }
+
+    /// Every pre-token with its count.
+    pub fn into_words(self) -> impl Iterator<Item = (Vec<u8>, u64)> {
+        let short: Vec<(u128, u64)> = self.short.iter().collect();
+        short.into_iter().map(|(k, c)| (unpack(k), c)).chain(self.long.into_iter().map(|(w, c)| (w.into_vec(), c)))
+    }
+}
+
+impl FromIterator<(Vec<u8>, u64)> for WordCounts {
+    fn from_iter<I: IntoIterator<Item = (Vec<u8>, u64)>>(iter: I) -> WordCounts {
+        let mut counts = WordCounts::default();
+        for (word, count) in iter {
+            for _ in 0..count {
+                counts.add(&word, &[(0, word.len())]);
+            }
+        }
+        counts
+    }
+}
 
 pub fn train(
     inputs: &[Input],
@@ -200,9 +269,7 @@ fn count_pretokens(
     maps.sort_by_key(|m| std::cmp::Reverse(m.len()));
     let mut merged = maps.remove(0);
     for map in maps {
-        for (word, count) in map {
-            *merged.entry(word).or_insert(0) += count;
-        }
+        merged.absorb(map);
     }
     Ok(merged)
 }
@@ -279,20 +346,26 @@ fn count_chunk(bytes: &[u8], options: &TrainOptions, specials: &SpecialTokens, c
     }
 }
 
+/// Pre-tokens counted together.
+const BATCH: usize = 16;
+
 fn count_text(text: &str, pattern: &Pattern, specials: &SpecialTokens, counts: &mut WordCounts) -> u64 {
     let mut n = 0u64;
     specials.for_each_piece(text, |piece| {
         if let Piece::Text(piece) = piece {
-            pattern.split(piece, |word| {
+            let bytes = piece.as_bytes();
+            let mut ranges = [(0usize, 0usize); BATCH];
+            let mut filled = 0;
+            pattern.split_ranges(piece, |start, end| {
                 n += 1;
-                let word = word.as_bytes();
-                match counts.get_mut(word) {
-                    Some(c) => *c += 1,
-                    None => {
-                        counts.insert(word.into(), 1);
-                    }
+                ranges[filled] = (start, end);
+                filled += 1;
+                if filled == BATCH {
+                    counts.add(bytes, &ranges);
+                    filled = 0;
                 }
             });
+            counts.add(bytes, &ranges[..filled]);
         }
     });
     n
@@ -390,7 +463,7 @@ pub fn learn_merges(counts: WordCounts, num_merges: u64, progress: &mut dyn FnMu
     let mut merges = Vec::new();
 
     let mut words = Words { symbols: Vec::new(), start: Vec::with_capacity(counts.len()), len: Vec::new(), count: Vec::new() };
-    for (word, count) in counts {
+    for (word, count) in counts.into_words() {
         words.start.push(words.symbols.len());
         words.len.push(word.len() as u32);
         words.count.push(count as i64);
@@ -506,7 +579,7 @@ mod tests {
     use super::*;
 
     fn counts(words: &[(&str, u64)]) -> WordCounts {
-        words.iter().map(|(w, c)| (w.as_bytes().into(), *c)).collect()
+        words.iter().map(|(w, c)| (w.as_bytes().to_vec(), *c)).collect()
     }
 
     fn merged_tokens(words: &[(&str, u64)], n: u64) -> Vec<String> {

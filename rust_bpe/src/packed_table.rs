@@ -1,0 +1,134 @@
+//! A hash table keyed by packed pre-tokens (see `pretokenize::pack`), made for lookups in
+//! batches: the slots of a batch of keys are prefetched first, then probed, so the cache
+//! misses of a large table overlap instead of waiting one after another.
+//!
+//! Open addressing with linear probing; key 0 marks an empty slot (a packed key always
+//! holds a length of at least 1 in its top byte).
+
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct Slot<V: Copy> {
+    key: u128,
+    value: V,
+}
+
+#[derive(Clone)]
+pub struct PackedTable<V: Copy + Default> {
+    slots: Vec<Slot<V>>,
+    mask: usize,
+    len: usize,
+}
+
+/// A folded multiply of the two halves: fast, and it spreads keys that differ in any byte.
+#[inline(always)]
+pub fn hash(key: u128) -> u64 {
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xD6E8_FEB8_6659_FD93;
+    let (lo, hi) = (key as u64 ^ K1, (key >> 64) as u64 ^ K2);
+    let product = (lo as u128).wrapping_mul(hi as u128);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+impl<V: Copy + Default> Default for PackedTable<V> {
+    fn default() -> Self {
+        PackedTable::with_capacity(1024)
+    }
+}
+
+impl<V: Copy + Default> PackedTable<V> {
+    pub fn with_capacity(n: usize) -> PackedTable<V> {
+        let size = (n * 2).next_power_of_two().max(64);
+        PackedTable { slots: vec![Slot { key: 0, value: V::default() }; size], mask: size - 1, len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Asks the CPU to start loading the slot where `hash` begins its probe.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let slot = &self.slots[hash as usize & self.mask] as *const Slot<V> as *const i8;
+            // SAFETY: prefetching is a hint; the address is that of a live slot.
+            unsafe { std::arch::x86_64::_mm_prefetch(slot, std::arch::x86_64::_MM_HINT_T0) };
+        }
+    }
+
+    #[inline(always)]
+    pub fn get(&self, key: u128, hash: u64) -> Option<V> {
+        let mut i = hash as usize & self.mask;
+        loop {
+            let slot = &self.slots[i];
+            if slot.key == key {
+                return Some(slot.value);
+            }
+            if slot.key == 0 {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The value of `key`, inserted as `V::default()` first if missing.
+    #[inline(always)]
+    pub fn entry(&mut self, key: u128, hash: u64) -> &mut V {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mut i = hash as usize & self.mask;
+        loop {
+            let slot_key = self.slots[i].key;
+            if slot_key == key {
+                return &mut self.slots[i].value;
+            }
+            if slot_key == 0 {
+                self.slots[i].key = key;
+                self.len += 1;
+                return &mut self.slots[i].value;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    pub fn insert(&mut self, key: u128, value: V) {
+        *self.entry(key, hash(key)) = value;
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::replace(self, PackedTable::with_capacity(self.slots.len()));
+        for slot in old.slots.into_iter().filter(|s| s.key != 0) {
+            *self.entry(slot.key, hash(slot.key)) = slot.value;
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u128, V)> + '_ {
+        self.slots.iter().filter(|s| s.key != 0).map(|s| (s.key, s.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pretokenize::pack;
+
+    #[test]
+    fn holds_what_was_put_in_through_growth() {
+        let mut table: PackedTable<u64> = PackedTable::with_capacity(4);
+        let words: Vec<String> = (0..5000).map(|i| format!("w{i}")).collect();
+        for (i, w) in words.iter().enumerate() {
+            *table.entry(pack(w.as_bytes()), hash(pack(w.as_bytes()))) += i as u64 + 1;
+        }
+        assert_eq!(table.len(), words.len());
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(table.get(pack(w.as_bytes()), hash(pack(w.as_bytes()))), Some(i as u64 + 1));
+        }
+        assert_eq!(table.get(pack(b"absent"), hash(pack(b"absent"))), None);
+        assert_eq!(table.iter().count(), words.len());
+    }
+}
