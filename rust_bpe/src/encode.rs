@@ -35,6 +35,9 @@ pub struct Encoder {
     /// into two tokens.
     pair_ranks: FxHashMap<u64, u32>,
     byte_ids: [u32; 256],
+    /// The rank of each pair of single bytes (first byte << 8 | second), u32::MAX if none:
+    /// the first round of every merge, without hashing.
+    byte_pair_ranks: Vec<u32>,
     /// Every token of at most 15 bytes, by its packed bytes (the seed of every cache).
     short_tokens: PackedTable<u64>,
     /// Every longer token.
@@ -86,6 +89,7 @@ impl Encoder {
             *slot = ids[&[b as u8][..]];
         }
         let mut pair_ranks = FxHashMap::default();
+        let mut byte_pair_ranks = vec![u32::MAX; 1 << 16];
         let mut short_tokens = PackedTable::with_capacity(vocab.len());
         let mut long_tokens = FxHashMap::default();
         for (&bytes, &id) in &ids {
@@ -93,6 +97,9 @@ impl Encoder {
                 if let (Some(&a), Some(&b)) = (ids.get(&bytes[..split]), ids.get(&bytes[split..])) {
                     pair_ranks.insert(((a as u64) << 32) | b as u64, id);
                 }
+            }
+            if bytes.len() == 2 {
+                byte_pair_ranks[(bytes[0] as usize) << 8 | bytes[1] as usize] = id;
             }
             if bytes.len() <= MAX_PACKED {
                 short_tokens.insert(pack(bytes), single(id));
@@ -104,6 +111,7 @@ impl Encoder {
             tokenizer,
             pair_ranks,
             byte_ids,
+            byte_pair_ranks,
             short_tokens,
             long_tokens,
             id: NEXT_ENCODER_ID.fetch_add(1, Ordering::Relaxed),
@@ -219,7 +227,7 @@ impl Encoder {
         parts.clear();
         parts.extend(piece.iter().map(|&b| self.byte_ids[b as usize]));
         ranks.clear();
-        ranks.extend(parts.windows(2).map(|w| self.pair_rank(w[0], w[1])));
+        ranks.extend(piece.windows(2).map(|w| self.byte_pair_ranks[(w[0] as usize) << 8 | w[1] as usize]));
         loop {
             let mut best = u32::MAX;
             let mut at = 0;

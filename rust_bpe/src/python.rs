@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyByteArray, PyBytes, PyDict};
 
 use crate::corpus::encode_files;
 use crate::encode::{Allowed, Encoder};
@@ -177,7 +177,7 @@ impl CoreTokenizer {
         Ok(py.detach(|| self.encoder().encode_ordinary(text, pool.as_deref())))
     }
 
-    /// The ids as little-endian integers of `itemsize` bytes (2 or 4), for numpy.
+    /// The ids as little-endian integers of `itemsize` bytes (2 or 4) in a bytearray, for numpy.
     fn encode_to_bytes<'py>(
         &self,
         py: Python<'py>,
@@ -186,13 +186,21 @@ impl CoreTokenizer {
         disallowed_special: &Bound<'_, PyAny>,
         threads: usize,
         itemsize: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+    ) -> PyResult<Bound<'py, PyByteArray>> {
         let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
         let pool = pool(threads)?;
         let ids = py.detach(|| self.encoder().encode(text, &allowed, &disallowed, pool.as_deref())).map_err(to_py_err)?;
-        Ok(match itemsize {
-            2 => PyBytes::new(py, &ids.iter().flat_map(|&i| (i as u16).to_le_bytes()).collect::<Vec<u8>>()),
-            _ => PyBytes::new(py, &ids.iter().flat_map(|&i| i.to_le_bytes()).collect::<Vec<u8>>()),
+        PyByteArray::new_with(py, ids.len() * itemsize, |buf| {
+            if itemsize == 2 {
+                for (out, &id) in buf.chunks_exact_mut(2).zip(&ids) {
+                    out.copy_from_slice(&(id as u16).to_le_bytes());
+                }
+            } else {
+                for (out, &id) in buf.chunks_exact_mut(4).zip(&ids) {
+                    out.copy_from_slice(&id.to_le_bytes());
+                }
+            }
+            Ok(())
         })
     }
 
