@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
-from typing import AbstractSet, Callable, Collection, Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, AbstractSet, Callable, Collection, Iterable, Iterator, Optional, Sequence, Union
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from pybpe import _core
 from pybpe.errors import ConfigError, VocabShortfallWarning
@@ -207,8 +209,10 @@ class Tokenizer:
             return self._core.encode_batch(texts, allowed, disallowed, _threads(threads))
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> "np.dtype":
         """The smallest numpy dtype that holds every id: uint16 when the vocabulary fits."""
+        import numpy as np
+
         return np.dtype(np.uint16) if self.vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
     def encode_to_numpy(
@@ -218,8 +222,10 @@ class Tokenizer:
         allowed_special: Union[str, AbstractSet[str]] = (),
         disallowed_special: Union[str, Collection[str]] = "all",
         threads: Optional[int] = 1,
-    ) -> np.ndarray:
+    ) -> "np.ndarray":
         """`encode` into a numpy array (uint16 when the vocabulary fits, else uint32)."""
+        import numpy as np
+
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
         dtype = self.dtype
         data = _on_text(self._core.encode_to_bytes, text, allowed, disallowed, _threads(threads), dtype.itemsize)
@@ -252,9 +258,10 @@ class Tokenizer:
         if pending:
             yield from _on_text(self._core.encode, "".join(pending), allowed, disallowed, 1)
 
-    def decode_bytes(self, ids: Union[Iterable[int], np.ndarray]) -> bytes:
+    def decode_bytes(self, ids: Union[Iterable[int], "np.ndarray"]) -> bytes:
         """The bytes of the tokens `ids`, joined."""
-        if isinstance(ids, np.ndarray):
+        np = sys.modules.get("numpy")  # an array can only come from a program that imported numpy
+        if np is not None and isinstance(ids, np.ndarray):
             if ids.dtype.kind not in "ui" or (ids.size and (ids.min() < 0 or ids.max() >= 1 << 32)):
                 raise ConfigError(f"ids must be non-negative integers below 2^32, not an array of {ids.dtype}")
             return self._core.decode_buffer(np.ascontiguousarray(ids, dtype="<u4").tobytes(), 4)
@@ -263,7 +270,7 @@ class Tokenizer:
         except OverflowError:
             raise ConfigError("ids must be non-negative integers below 2^32") from None
 
-    def decode(self, ids: Union[Iterable[int], np.ndarray], errors: str = "replace") -> str:
+    def decode(self, ids: Union[Iterable[int], "np.ndarray"], errors: str = "replace") -> str:
         """The text of `ids`; bytes that are not UTF-8 become U+FFFD (or as `errors` says)."""
         return self.decode_bytes(ids).decode("utf-8", errors=errors)
 

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::encode::Encoder;
 use crate::error::BpeError;
 use crate::pretokenize::cut_points;
+use crate::train::release_pages;
 
 const CHUNK_BYTES: usize = 4 << 20;
 
@@ -98,6 +99,7 @@ pub fn encode_files(
                 writer.write_all(&bytes_out).map_err(|e| BpeError::io(out, &e))?;
             }
             report.bytes_read += batch.iter().map(|(s, e)| (e - s) as u64).sum::<u64>();
+            release_pages(&map, batch[0].0, batch[batch.len() - 1].1);
             if !progress(report.bytes_read, total) {
                 return Err(BpeError::Interrupted);
             }

@@ -238,7 +238,7 @@ fn count_pretokens(
                 let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| BpeError::io(path, &e))?;
                 #[cfg(unix)]
                 let _ = map.advise(memmap2::Advice::Sequential);
-                counter.count_block(&map, &input.name(), 0, report, total, progress)?;
+                counter.count_block(&map, &input.name(), 0, report, total, progress, &|start, end| release_pages(&map, start, end))?;
             }
             Input::Stdin => {
                 let mut stdin = std::io::stdin().lock();
@@ -255,7 +255,7 @@ fn count_pretokens(
                     if cut == 0 && !at_end {
                         continue; // no safe place yet: read more
                     }
-                    counter.count_block(&block[..cut], "<stdin>", offset, report, total, progress)?;
+                    counter.count_block(&block[..cut], "<stdin>", offset, report, total, progress, &|_, _| {})?;
                     offset += cut as u64;
                     block.drain(..cut);
                     if at_end {
@@ -291,6 +291,7 @@ impl BlockCounter<'_> {
         report: &mut TrainReport,
         total: Option<u64>,
         progress: &mut dyn FnMut(Progress) -> bool,
+        release: &dyn Fn(usize, usize),
     ) -> Result<(), BpeError> {
         let target = (block.len() / (self.threads * 8)).clamp(64 << 10, CHUNK_BYTES);
         let cuts = cut_points(block, target, &self.options.pattern, self.specials);
@@ -313,12 +314,25 @@ impl BlockCounter<'_> {
                 report.invalid_utf8_bytes += invalid;
             }
             report.bytes_read += batch.iter().map(|(s, e)| (e - s) as u64).sum::<u64>();
+            release(batch[0].0, batch[batch.len() - 1].1);
             if !progress(Progress::Counting { bytes_done: report.bytes_read, bytes_total: total }) {
                 return Err(BpeError::Interrupted);
             }
         }
         Ok(())
     }
+}
+
+/// Lets the kernel drop the pages of `map[start..end]` from this process (they stay in the
+/// page cache), so that memory does not grow with the size of the corpus.
+pub(crate) fn release_pages(map: &memmap2::Mmap, start: usize, end: usize) {
+    #[cfg(unix)]
+    // SAFETY: a read-only file mapping: dropped pages are read again from the file if touched.
+    unsafe {
+        let _ = map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start);
+    }
+    #[cfg(not(unix))]
+    let _ = (map, start, end);
 }
 
 fn invalid_utf8_error(name: &str, at: u64) -> BpeError {
