@@ -113,7 +113,7 @@ def main() -> None:
                 row = run(preset, mode, device, steps, warmup, Path(tmp))
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
-    print(f"| preset | mode | device | batch x accum x context | dtype | compile | tokens/s | MFU |")
+    print("| preset | mode | device | batch x accum x context | dtype | compile | tokens/s | MFU |")
     print("|---|---|---|---|---|---|---:|---:|")
     for r in rows:
         util = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"

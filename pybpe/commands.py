@@ -16,42 +16,15 @@ from typing import Optional
 
 import numpy as np
 
+from pybpe import tokenfile
 from pybpe.cli import _fmt_bytes, _show_token
 from pybpe.errors import ConfigError, FileError, TokenizerFileError
 from pybpe.interop import check_output_path
+from pybpe.progress import EncodingProgress
 from pybpe.tokenizer import Tokenizer
 
 DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
-TOKEN_FILE_FORMAT = "pybpe-tokens"
 DECODE_CHUNK_TOKENS = 1 << 20
-
-
-class EncodingProgress:
-    """A `progress(done_bytes, total_bytes)` callback drawing a bar with MB/s on a terminal."""
-
-    def __init__(self, enabled: Optional[bool] = None):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc="encode", unit="B", unit_scale=True, unit_divisor=1000, leave=False)
-        self._bar.update(done - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def writes_to_stdout(command):
@@ -150,11 +123,11 @@ def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Opti
     if sidecar_path.is_file():
         try:
             sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-            if sidecar.get("format") != TOKEN_FILE_FORMAT or sidecar.get("dtype") not in DTYPES:
+            if sidecar.get("format") != tokenfile.FORMAT or sidecar.get("dtype") not in DTYPES:
                 raise ValueError
         except (ValueError, UnicodeDecodeError, AttributeError):
             raise TokenizerFileError(f"{sidecar_path}: not a pybpe token file description "
-                                     f"(a JSON object with \"format\": \"{TOKEN_FILE_FORMAT}\" and a dtype)") from None
+                                     f"(a JSON object with \"format\": \"{tokenfile.FORMAT}\" and a dtype)") from None
         if dtype is not None and dtype != sidecar["dtype"]:
             raise ConfigError(f"--dtype {dtype} contradicts {sidecar_path}, which says {sidecar['dtype']}")
         dtype = sidecar["dtype"]

@@ -9,22 +9,11 @@ import sys
 import numpy as np
 import pytest
 
+from cli_helpers import assert_one_line_error, run_pybpe
+
 import pybpe
 
 SPECIAL = "<|endoftext|>"
-
-
-def pybpe_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pybpe", *map(str, args)], capture_output=True, cwd=cwd, timeout=300)
-
-
-def assert_one_line_error(result, *fragments, code=1):
-    stderr = result.stderr.decode()
-    assert result.returncode == code, stderr
-    assert "Traceback" not in stderr
-    assert len(stderr.strip().splitlines()) == 1, stderr
-    for fragment in fragments:
-        assert fragment in stderr, stderr
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +62,7 @@ def no_token_files(folder):
 
 def test_encode_writes_the_ids_and_the_sidecar_and_prints_a_summary(tok, tokenizer_file, stories, tmp_path):
     out = tmp_path / "out.bin"
-    result = pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out)
+    result = run_pybpe("encode", "-t", tokenizer_file, stories, "-o", out)
     assert result.returncode == 0, result.stderr.decode()
     text = stories.read_bytes().decode("utf-8")
     expected = tok.encode(text, allowed_special="all")
@@ -94,7 +83,7 @@ def test_encode_writes_the_ids_and_the_sidecar_and_prints_a_summary(tok, tokeniz
 
 def test_encode_of_several_files_is_their_ids_one_after_another(tok, tokenizer_file, stories, german, tmp_path):
     out = tmp_path / "out.bin"
-    assert pybpe_cli("encode", "-t", tokenizer_file, stories, german, "-o", out).returncode == 0
+    assert run_pybpe("encode", "-t", tokenizer_file, stories, german, "-o", out).returncode == 0
     expected = [*tok.encode(stories.read_bytes().decode("utf-8"), allowed_special="all"),
                 *tok.encode(german.read_bytes().decode("utf-8"), allowed_special="all")]
     assert np.fromfile(out, dtype="<u2").tolist() == expected
@@ -102,14 +91,14 @@ def test_encode_of_several_files_is_their_ids_one_after_another(tok, tokenizer_f
 
 def test_encode_with_uint32(tok, tokenizer_file, stories, tmp_path):
     out = tmp_path / "out.bin"
-    assert pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "uint32", "--threads", 1).returncode == 0
+    assert run_pybpe("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "uint32", "--threads", 1).returncode == 0
     assert json.loads((tmp_path / "out.bin.json").read_text())["dtype"] == "uint32"
     assert np.fromfile(out, dtype="<u4").tolist() == tok.encode(stories.read_bytes().decode("utf-8"), allowed_special="all")
 
 
 def test_auto_dtype_is_uint32_for_a_vocabulary_beyond_uint16(big_tokenizer_file, german, tmp_path):
     out = tmp_path / "out.bin"
-    assert pybpe_cli("encode", "-t", big_tokenizer_file, german, "-o", out).returncode == 0
+    assert run_pybpe("encode", "-t", big_tokenizer_file, german, "-o", out).returncode == 0
     sidecar = json.loads((tmp_path / "out.bin.json").read_text())
     assert sidecar["dtype"] == "uint32" and out.stat().st_size == 4 * sidecar["num_tokens"]
 
@@ -120,12 +109,12 @@ def test_auto_dtype_is_uint32_for_a_vocabulary_beyond_uint16(big_tokenizer_file,
 @pytest.fixture
 def encoded(tokenizer_file, stories, tmp_path):
     out = tmp_path / "out.bin"
-    assert pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out).returncode == 0
+    assert run_pybpe("encode", "-t", tokenizer_file, stories, "-o", out).returncode == 0
     return out
 
 
 def test_decode_gives_back_the_text(tokenizer_file, stories, encoded):
-    result = pybpe_cli("decode", "-t", tokenizer_file, encoded)
+    result = run_pybpe("decode", "-t", tokenizer_file, encoded)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == stories.read_bytes()
 
@@ -133,24 +122,24 @@ def test_decode_gives_back_the_text(tokenizer_file, stories, encoded):
 def test_decode_a_range_of_tokens(tok, tokenizer_file, encoded):
     ids = np.fromfile(encoded, dtype="<u2").tolist()
     for spec, part in (("10:20", ids[10:20]), (":5", ids[:5]), ("-7:", ids[-7:]), ("5:5", [])):
-        result = pybpe_cli("decode", "-t", tokenizer_file, encoded, f"--range={spec}")
+        result = run_pybpe("decode", "-t", tokenizer_file, encoded, f"--range={spec}")
         assert result.returncode == 0, result.stderr.decode()
         assert result.stdout == tok.decode_bytes(part)
 
 
 def test_decode_without_a_sidecar_assumes_uint16_or_takes_the_dtype(tok, tokenizer_file, stories, tmp_path):
     out = tmp_path / "out.bin"
-    assert pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "uint32").returncode == 0
+    assert run_pybpe("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "uint32").returncode == 0
     (tmp_path / "out.bin.json").unlink()
-    assert pybpe_cli("decode", "-t", tokenizer_file, out, "--dtype", "uint32").stdout == stories.read_bytes()
+    assert run_pybpe("decode", "-t", tokenizer_file, out, "--dtype", "uint32").stdout == stories.read_bytes()
     np.fromfile(out, dtype="<u4").astype("<u2").tofile(out)
-    assert pybpe_cli("decode", "-t", tokenizer_file, out).stdout == stories.read_bytes()
+    assert run_pybpe("decode", "-t", tokenizer_file, out).stdout == stories.read_bytes()
 
 
 def test_decode_refuses_ids_outside_the_vocabulary(tokenizer_file, tmp_path):
     bad = tmp_path / "bad.bin"
     np.array([1, 2, 3, 1000, 5], dtype="<u2").tofile(bad)
-    result = pybpe_cli("decode", "-t", tokenizer_file, bad)
+    result = run_pybpe("decode", "-t", tokenizer_file, bad)
     assert_one_line_error(result, "token id 1000 at position 3", "1,000 tokens")
     assert result.stdout == b""
 
@@ -158,32 +147,32 @@ def test_decode_refuses_ids_outside_the_vocabulary(tokenizer_file, tmp_path):
 def test_decode_refuses_a_file_of_the_wrong_size(tokenizer_file, tmp_path):
     bad = tmp_path / "odd.bin"
     bad.write_bytes(b"\x01\x00\x02")
-    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, bad), "3 bytes is not a whole number of uint16")
+    assert_one_line_error(run_pybpe("decode", "-t", tokenizer_file, bad), "3 bytes is not a whole number of uint16")
 
 
 def test_decode_refuses_a_damaged_sidecar(tokenizer_file, encoded, tmp_path):
     (tmp_path / "out.bin.json").write_text("{")
-    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, encoded), "out.bin.json", "not a pybpe token file")
+    assert_one_line_error(run_pybpe("decode", "-t", tokenizer_file, encoded), "out.bin.json", "not a pybpe token file")
 
 
 def test_decode_refuses_a_dtype_contradicting_the_sidecar(tokenizer_file, encoded):
-    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, encoded, "--dtype", "uint32"), "contradicts")
+    assert_one_line_error(run_pybpe("decode", "-t", tokenizer_file, encoded, "--dtype", "uint32"), "contradicts")
 
 
 @pytest.mark.parametrize("spec", ["10", "a:b", "1:2:3"])
 def test_decode_refuses_a_malformed_range(tokenizer_file, encoded, spec):
-    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, encoded, "--range", spec), "--range")
+    assert_one_line_error(run_pybpe("decode", "-t", tokenizer_file, encoded, "--range", spec), "--range")
 
 
 def test_decode_of_a_missing_file(tokenizer_file, tmp_path):
-    assert_one_line_error(pybpe_cli("decode", "-t", tokenizer_file, tmp_path / "nope.bin"), "nope.bin", "no such file")
+    assert_one_line_error(run_pybpe("decode", "-t", tokenizer_file, tmp_path / "nope.bin"), "nope.bin", "no such file")
 
 
 # -- info, stats -----------------------------------------------------------------------
 
 
 def test_info_describes_the_tokenizer(tok, tokenizer_file):
-    result = pybpe_cli("info", tokenizer_file)
+    result = run_pybpe("info", tokenizer_file)
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode()
     for fragment in ("vocab size    1,000", "merges        743", "pattern       gpt2", f"999  {SPECIAL}",
@@ -196,7 +185,7 @@ def test_info_describes_the_tokenizer(tok, tokenizer_file):
 
 
 def test_stats_counts_tokens(tok, tokenizer_file, stories, german):
-    result = pybpe_cli("stats", "-t", tokenizer_file, stories, german)
+    result = run_pybpe("stats", "-t", tokenizer_file, stories, german)
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode()
     ids = [*tok.encode(stories.read_bytes().decode("utf-8"), allowed_special="all"),
@@ -215,25 +204,25 @@ def test_stats_counts_tokens(tok, tokenizer_file, stories, german):
 
 
 def test_uint16_with_a_vocabulary_beyond_it(big_tokenizer_file, german, tmp_path):
-    result = pybpe_cli("encode", "-t", big_tokenizer_file, german, "-o", tmp_path / "out.bin", "--dtype", "uint16")
+    result = run_pybpe("encode", "-t", big_tokenizer_file, german, "-o", tmp_path / "out.bin", "--dtype", "uint16")
     assert_one_line_error(result, "uint16", "65,793")
     assert no_token_files(tmp_path)
 
 
 def test_encode_of_a_missing_input(tokenizer_file, stories, tmp_path):
-    result = pybpe_cli("encode", "-t", tokenizer_file, stories, tmp_path / "nope.txt", "-o", tmp_path / "out.bin")
+    result = run_pybpe("encode", "-t", tokenizer_file, stories, tmp_path / "nope.txt", "-o", tmp_path / "out.bin")
     assert_one_line_error(result, "nope.txt", "no such file")
     assert no_token_files(tmp_path)
 
 
 def test_encode_of_a_directory(tokenizer_file, tmp_path):
-    result = pybpe_cli("encode", "-t", tokenizer_file, tmp_path, "-o", tmp_path / "out.bin")
+    result = run_pybpe("encode", "-t", tokenizer_file, tmp_path, "-o", tmp_path / "out.bin")
     assert_one_line_error(result, "is a directory")
     assert no_token_files(tmp_path)
 
 
 def test_encode_into_a_missing_directory(tokenizer_file, stories, tmp_path):
-    result = pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", tmp_path / "no/such/out.bin")
+    result = run_pybpe("encode", "-t", tokenizer_file, stories, "-o", tmp_path / "no/such/out.bin")
     assert_one_line_error(result, "does not exist")
     assert not (tmp_path / "no").exists()
 
@@ -244,30 +233,30 @@ def test_encode_into_a_missing_directory(tokenizer_file, stories, tmp_path):
 def test_encode_with_a_damaged_tokenizer(stories, tmp_path, content, complaint):
     bad = tmp_path / "tok.json"
     bad.write_bytes(content)
-    result = pybpe_cli("encode", "-t", bad, stories, "-o", tmp_path / "out.bin")
+    result = run_pybpe("encode", "-t", bad, stories, "-o", tmp_path / "out.bin")
     assert_one_line_error(result, "tok.json", complaint)
     assert not (tmp_path / "out.bin").exists() and not (tmp_path / "out.bin.json").exists()
 
 
 def test_encode_with_a_missing_tokenizer(stories, tmp_path):
-    assert_one_line_error(pybpe_cli("encode", "-t", tmp_path / "nope.json", stories, "-o", tmp_path / "out.bin"),
+    assert_one_line_error(run_pybpe("encode", "-t", tmp_path / "nope.json", stories, "-o", tmp_path / "out.bin"),
                           "nope.json", "no such")
 
 
 def test_a_failed_encode_leaves_an_existing_output_alone(tokenizer_file, tmp_path):
     out = tmp_path / "out.bin"
     out.write_bytes(b"old")
-    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, tmp_path / "nope.txt", "-o", out), "nope.txt")
+    assert_one_line_error(run_pybpe("encode", "-t", tokenizer_file, tmp_path / "nope.txt", "-o", out), "nope.txt")
     assert out.read_bytes() == b"old"
 
 
 def test_encode_refuses_to_overwrite_its_input(tokenizer_file, stories, tmp_path):
     before = stories.read_bytes()
-    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", stories), "overwrite")
-    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", tokenizer_file), "overwrite")
+    assert_one_line_error(run_pybpe("encode", "-t", tokenizer_file, stories, "-o", stories), "overwrite")
+    assert_one_line_error(run_pybpe("encode", "-t", tokenizer_file, stories, "-o", tokenizer_file), "overwrite")
     text_named_like_the_sidecar = tmp_path / "x.bin.json"
     text_named_like_the_sidecar.write_bytes(before)
-    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, text_named_like_the_sidecar, "-o",
+    assert_one_line_error(run_pybpe("encode", "-t", tokenizer_file, text_named_like_the_sidecar, "-o",
                                     tmp_path / "x.bin"), "overwrite")
     assert text_named_like_the_sidecar.read_bytes() == before
     assert stories.read_bytes() == before
@@ -275,26 +264,26 @@ def test_encode_refuses_to_overwrite_its_input(tokenizer_file, stories, tmp_path
 
 def test_bad_encode_arguments(tokenizer_file, stories, tmp_path):
     out = tmp_path / "out.bin"
-    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--threads", 0), "--threads")
-    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "int8"),
+    assert_one_line_error(run_pybpe("encode", "-t", tokenizer_file, stories, "-o", out, "--threads", 0), "--threads")
+    assert_one_line_error(run_pybpe("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "int8"),
                           "--dtype", code=2)
-    assert_one_line_error(pybpe_cli("encode", "-t", tokenizer_file, stories), "-o", code=2)
+    assert_one_line_error(run_pybpe("encode", "-t", tokenizer_file, stories), "-o", code=2)
     assert not out.exists()
 
 
 def test_info_and_stats_of_missing_or_damaged_files(tokenizer_file, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("[]")
-    assert_one_line_error(pybpe_cli("info", bad), "bad.json", "not a JSON object")
-    assert_one_line_error(pybpe_cli("info", tmp_path / "nope.json"), "nope.json")
-    assert_one_line_error(pybpe_cli("stats", "-t", tokenizer_file, tmp_path / "nope.txt"), "nope.txt", "no such file")
+    assert_one_line_error(run_pybpe("info", bad), "bad.json", "not a JSON object")
+    assert_one_line_error(run_pybpe("info", tmp_path / "nope.json"), "nope.json")
+    assert_one_line_error(run_pybpe("stats", "-t", tokenizer_file, tmp_path / "nope.txt"), "nope.txt", "no such file")
 
 
 def test_decode_into_a_pipe_that_closes_early_stops_quietly(tokenizer_file, stories, tmp_path):
     many = tmp_path / "many.txt"
     many.write_bytes(stories.read_bytes() * 100)
     out = tmp_path / "many.bin"
-    assert pybpe_cli("encode", "-t", tokenizer_file, many, "-o", out).returncode == 0
+    assert run_pybpe("encode", "-t", tokenizer_file, many, "-o", out).returncode == 0
     decoding = subprocess.Popen([sys.executable, "-m", "pybpe", "decode", "-t", str(tokenizer_file), str(out)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert decoding.stdout.read(10) == many.read_bytes()[:10]
@@ -304,7 +293,7 @@ def test_decode_into_a_pipe_that_closes_early_stops_quietly(tokenizer_file, stor
 
 
 def test_encode_progress_bar_shows_the_rate(capsys):
-    from pybpe.commands import EncodingProgress
+    from pybpe.progress import EncodingProgress
 
     with EncodingProgress(enabled=True) as progress:
         for done in range(0, 10_000_001, 2_500_000):
@@ -314,6 +303,6 @@ def test_encode_progress_bar_shows_the_rate(capsys):
 
 
 def test_decode_with_another_tokenizer_than_the_file_was_encoded_with_warns(big_tokenizer_file, encoded):
-    result = pybpe_cli("decode", "-t", big_tokenizer_file, encoded)
+    result = run_pybpe("decode", "-t", big_tokenizer_file, encoded)
     assert result.returncode == 0
     assert "warning" in result.stderr.decode() and "another tokenizer" in result.stderr.decode()

@@ -1,26 +1,12 @@
 """`pybpe train` from the command line: outputs, summary, and every bad-input case."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from cli_helpers import assert_one_line_error, run_pybpe
+
 SPECIAL = "<|endoftext|>"
-
-
-def pybpe(*args, stdin=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pybpe", *map(str, args)], input=stdin, capture_output=True,
-                          cwd=cwd, timeout=300)
-
-
-def assert_one_line_error(result, *fragments, code=1):
-    stderr = result.stderr.decode()
-    assert result.returncode == code, stderr
-    assert "Traceback" not in stderr
-    assert len(stderr.strip().splitlines()) == 1, stderr
-    for fragment in fragments:
-        assert fragment in stderr, stderr
 
 
 @pytest.fixture
@@ -34,7 +20,7 @@ def corpus(tmp_path):
 
 def test_train_writes_the_tokenizer_and_prints_a_summary(corpus, tmp_path):
     out = tmp_path / "tok.json"
-    result = pybpe("train", "--vocab", 300, "--special", SPECIAL, "-o", out, corpus)
+    result = run_pybpe("train", "--vocab", 300, "--special", SPECIAL, "-o", out, corpus)
     assert result.returncode == 0, result.stderr.decode()
     doc = json.loads(out.read_text())
     assert doc["special_tokens"] == {SPECIAL: 299}
@@ -46,18 +32,18 @@ def test_train_writes_the_tokenizer_and_prints_a_summary(corpus, tmp_path):
 
 def test_train_reads_standard_input(corpus, tmp_path):
     out_file, out_stdin = tmp_path / "a.json", tmp_path / "b.json"
-    assert pybpe("train", "--vocab", 280, "-o", out_file, corpus).returncode == 0
-    assert pybpe("train", "--vocab", 280, "-o", out_stdin, "-", stdin=corpus.read_bytes()).returncode == 0
+    assert run_pybpe("train", "--vocab", 280, "-o", out_file, corpus).returncode == 0
+    assert run_pybpe("train", "--vocab", 280, "-o", out_stdin, "-", stdin=corpus.read_bytes()).returncode == 0
     assert json.loads(out_file.read_text())["merges"] == json.loads(out_stdin.read_text())["merges"]
 
 
 def test_default_output_is_tokenizer_json(corpus, tmp_path):
-    assert pybpe("train", "--vocab", 270, corpus, cwd=tmp_path).returncode == 0
+    assert run_pybpe("train", "--vocab", 270, corpus, cwd=tmp_path).returncode == 0
     assert (tmp_path / "tokenizer.json").is_file()
 
 
 def test_missing_file(tmp_path):
-    assert_one_line_error(pybpe("train", "--vocab", 300, "-o", tmp_path / "t.json", tmp_path / "nope.txt"),
+    assert_one_line_error(run_pybpe("train", "--vocab", 300, "-o", tmp_path / "t.json", tmp_path / "nope.txt"),
                           "nope.txt", "no such file")
     assert not (tmp_path / "t.json").exists()
 
@@ -66,16 +52,16 @@ def test_unreadable_file(tmp_path):
     # Tests run as root in CI, which reads any file; a dangling symlink cannot be opened by anyone.
     link = tmp_path / "dangling.txt"
     link.symlink_to(tmp_path / "gone.txt")
-    assert_one_line_error(pybpe("train", "--vocab", 300, "-o", tmp_path / "t.json", link), "dangling.txt")
+    assert_one_line_error(run_pybpe("train", "--vocab", 300, "-o", tmp_path / "t.json", link), "dangling.txt")
 
 
 def test_directory_given_as_file(tmp_path):
-    assert_one_line_error(pybpe("train", "--vocab", 300, "-o", tmp_path / "t.json", tmp_path), "is a directory")
+    assert_one_line_error(run_pybpe("train", "--vocab", 300, "-o", tmp_path / "t.json", tmp_path), "is a directory")
 
 
 @pytest.mark.parametrize("vocab", [255, 256, 2**31 + 1])
 def test_vocab_out_of_range(corpus, tmp_path, vocab):
-    assert_one_line_error(pybpe("train", "--vocab", vocab, "--special", SPECIAL, "-o", tmp_path / "t.json", corpus),
+    assert_one_line_error(run_pybpe("train", "--vocab", vocab, "--special", SPECIAL, "-o", tmp_path / "t.json", corpus),
                           "out of range")
     assert not (tmp_path / "t.json").exists()
 
@@ -83,7 +69,7 @@ def test_vocab_out_of_range(corpus, tmp_path, vocab):
 def test_invalid_utf8_is_replaced_and_reported(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"caf\xe9 au lait \xff\n" * 10)
-    result = pybpe("train", "--vocab", 262, "-o", tmp_path / "t.json", bad)
+    result = run_pybpe("train", "--vocab", 262, "-o", tmp_path / "t.json", bad)
     assert result.returncode == 0
     assert "replaced 20 invalid UTF-8 bytes" in result.stderr.decode()
 
@@ -91,7 +77,7 @@ def test_invalid_utf8_is_replaced_and_reported(tmp_path):
 def test_invalid_utf8_with_strict_fails(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"caf\xe9 au lait\n")
-    assert_one_line_error(pybpe("train", "--strict", "--vocab", 270, "-o", tmp_path / "t.json", bad),
+    assert_one_line_error(run_pybpe("train", "--strict", "--vocab", 270, "-o", tmp_path / "t.json", bad),
                           "invalid UTF-8 at byte 3")
     assert not (tmp_path / "t.json").exists()
 
@@ -100,7 +86,7 @@ def test_invalid_utf8_with_strict_fails(tmp_path):
 def test_empty_corpus(tmp_path, content):
     empty = tmp_path / "empty.txt"
     empty.write_bytes(content)
-    assert_one_line_error(pybpe("train", "--vocab", 300, "--special", SPECIAL, "-o", tmp_path / "t.json", empty),
+    assert_one_line_error(run_pybpe("train", "--vocab", 300, "--special", SPECIAL, "-o", tmp_path / "t.json", empty),
                           "empty")
     assert not (tmp_path / "t.json").exists()
 
@@ -109,26 +95,26 @@ def test_running_out_of_pairs_saves_and_says_how_many(tmp_path):
     small = tmp_path / "small.txt"
     small.write_text("abcd abcd")
     out = tmp_path / "t.json"
-    assert_one_line_error(pybpe("train", "--vocab", 5000, "-o", out, small), "after 4 merges", code=3)
+    assert_one_line_error(run_pybpe("train", "--vocab", 5000, "-o", out, small), "after 4 merges", code=3)
     assert len(json.loads(out.read_text())["merges"]) == 4
 
 
 def test_invalid_custom_regex(corpus, tmp_path):
-    assert_one_line_error(pybpe("train", "--vocab", 300, "--pattern", "(unclosed", "-o", tmp_path / "t.json", corpus),
+    assert_one_line_error(run_pybpe("train", "--vocab", 300, "--pattern", "(unclosed", "-o", tmp_path / "t.json", corpus),
                           "(unclosed")
 
 
 def test_output_in_a_missing_directory(corpus, tmp_path):
-    assert_one_line_error(pybpe("train", "--vocab", 300, "-o", tmp_path / "no/such/dir/t.json", corpus),
+    assert_one_line_error(run_pybpe("train", "--vocab", 300, "-o", tmp_path / "no/such/dir/t.json", corpus),
                           "does not exist")
 
 
 def test_bad_arguments_are_one_line_too(corpus):
-    assert_one_line_error(pybpe("train", corpus), "--vocab", code=2)
-    assert_one_line_error(pybpe("train", "--vocab", "many", corpus), "invalid int value", code=2)
-    assert_one_line_error(pybpe("train", "--vocab", 300, "--threads", 0, corpus), "--threads", code=1)
+    assert_one_line_error(run_pybpe("train", corpus), "--vocab", code=2)
+    assert_one_line_error(run_pybpe("train", "--vocab", "many", corpus), "invalid int value", code=2)
+    assert_one_line_error(run_pybpe("train", "--vocab", 300, "--threads", 0, corpus), "--threads", code=1)
 
 
 def test_duplicate_special_token(corpus, tmp_path):
-    assert_one_line_error(pybpe("train", "--vocab", 300, "--special", "<s>", "--special", "<s>", "-o",
+    assert_one_line_error(run_pybpe("train", "--vocab", 300, "--special", "<s>", "--special", "<s>", "-o",
                                 tmp_path / "t.json", corpus), "twice")

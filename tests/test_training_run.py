@@ -1,6 +1,5 @@
 """Training runs: overfitting, exact resume, ablation switches, DDP, the command line."""
 
-import json
 import os
 import subprocess
 import sys
