@@ -1,6 +1,8 @@
 """Training: exact CS336 reference merges, determinism, and equality with the plain Python trainer."""
 
 import json
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -146,11 +148,17 @@ def test_vocab_size_out_of_range(tmp_path, vocab_size):
         pybpe.Tokenizer.train(path, vocab_size, special_tokens=[SPECIAL])
 
 
-def test_one_huge_line_without_newlines_trains(tmp_path):
-    # 40 MB in one line: cut at spaces between letters, so it is counted in parallel and linearly.
+def test_one_huge_line_without_newlines_trains_in_little_memory(tmp_path):
+    # 40 MB in one line: cut at spaces between letters, so it is counted in parallel and linearly,
+    # and the pages of the mapped file are let go as they are read.
     path = tmp_path / "line.txt"
     word = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
     path.write_text(word * (40_000_000 // len(word)))
-    tok = pybpe.Tokenizer.train(path, 300, threads=2)
-    assert tok.train_report["bytes_read"] == path.stat().st_size
-    assert len(tok.merges) == 44
+    code = (f"import pybpe; tok = pybpe.Tokenizer.train({str(path)!r}, 300, threads=2); "
+            "print(len(tok.merges), tok.train_report['bytes_read']); "
+            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    counts, peak_kib = result.stdout.splitlines()
+    assert counts == f"44 {path.stat().st_size}"
+    assert int(peak_kib) * 1024 < path.stat().st_size, f"peak RSS {peak_kib} KiB for a 40 MB file"

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::encode::Encoder;
 use crate::error::BpeError;
-use crate::pretokenize::cut_points;
+use crate::pretokenize::chunks;
 use crate::train::release_pages;
 
 const CHUNK_BYTES: usize = 4 << 20;
@@ -69,9 +69,11 @@ pub fn encode_files(
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
         let target = (map.len() / (threads * 4)).clamp(256 << 10, CHUNK_BYTES);
-        let cuts = cut_points(&map, target, tokenizer.pattern(), tokenizer.specials());
-        let chunks: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
-        for batch in chunks.chunks(threads * 2) {
+        let mut chunks = chunks(&map, target, tokenizer.pattern(), tokenizer.specials());
+        loop {
+            let batch: Vec<(usize, usize)> = chunks.by_ref().take(threads * 2).collect();
+            let Some(&(first, _)) = batch.first() else { break };
+            let batch = &batch[..];
             let encoded: Vec<(Vec<u32>, u64)> = pool.install(|| {
                 batch
                     .par_iter()
@@ -99,7 +101,7 @@ pub fn encode_files(
                 writer.write_all(&bytes_out).map_err(|e| BpeError::io(out, &e))?;
             }
             report.bytes_read += batch.iter().map(|(s, e)| (e - s) as u64).sum::<u64>();
-            release_pages(&map, batch[0].0, batch[batch.len() - 1].1);
+            release_pages(&map, first, batch[batch.len() - 1].1);
             if !progress(report.bytes_read, total) {
                 return Err(BpeError::Interrupted);
             }

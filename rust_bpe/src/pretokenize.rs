@@ -474,27 +474,46 @@ impl SpecialTokens {
 /// patterns, ends of special tokens.
 pub fn cut_points(bytes: &[u8], target: usize, pattern: &Pattern, specials: &SpecialTokens) -> Vec<usize> {
     let mut cuts = vec![0];
+    cuts.extend(chunks(bytes, target, pattern, specials).map(|(_, end)| end));
+    cuts
+}
+
+/// The chunks between `cut_points`, found as they are asked for: for the built-in patterns a
+/// chunk's end is looked for only when the chunk is reached, so pages of a mapped file are
+/// not touched ahead of their turn.
+pub fn chunks<'a>(
+    bytes: &'a [u8],
+    target: usize,
+    pattern: &'a Pattern,
+    specials: &'a SpecialTokens,
+) -> Box<dyn Iterator<Item = (usize, usize)> + Send + 'a> {
     if pattern.is_builtin() {
-        let mut at = target;
-        while at < bytes.len() {
-            if pattern.is_safe_cut(bytes, at) && !specials.crosses(bytes, at) {
-                cuts.push(at);
-                at += target;
-            } else {
-                at += 1;
+        let mut start = 0;
+        Box::new(std::iter::from_fn(move || {
+            if start >= bytes.len() {
+                return None;
             }
-        }
+            let mut end = start + target;
+            while end < bytes.len() && !(pattern.is_safe_cut(bytes, end) && !specials.crosses(bytes, end)) {
+                end += 1;
+            }
+            let chunk = (start, end.min(bytes.len()));
+            start = chunk.1;
+            Some(chunk)
+        }))
     } else {
+        // Special tokens must be found by one scan from the start, as the whole text is scanned.
+        let mut cuts = vec![0];
         for end in specials.match_ends(bytes) {
             if end - cuts.last().unwrap() >= target {
                 cuts.push(end);
             }
         }
+        if *cuts.last().unwrap() != bytes.len() {
+            cuts.push(bytes.len());
+        }
+        Box::new((0..cuts.len() - 1).map(move |i| (cuts[i], cuts[i + 1])))
     }
-    if *cuts.last().unwrap() != bytes.len() {
-        cuts.push(bytes.len());
-    }
-    cuts
 }
 
 /// The last place where a stream block may be cut (0 if none yet), far enough from its

@@ -21,7 +21,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::error::BpeError;
 use crate::packed_table::{hash, PackedTable};
-use crate::pretokenize::{cut_points, last_cut, pack_at, unpack, Pattern, Piece, SpecialTokens, MAX_PACKED};
+use crate::pretokenize::{chunks, last_cut, pack_at, unpack, Pattern, Piece, SpecialTokens, MAX_PACKED};
 use crate::tokenizer::Tokenizer;
 
 /// Where training text comes from.
@@ -294,9 +294,11 @@ impl BlockCounter<'_> {
         release: &dyn Fn(usize, usize),
     ) -> Result<(), BpeError> {
         let target = (block.len() / (self.threads * 8)).clamp(64 << 10, CHUNK_BYTES);
-        let cuts = cut_points(block, target, &self.options.pattern, self.specials);
-        let chunks: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
-        for batch in chunks.chunks(self.threads * 4) {
+        let mut chunks = chunks(block, target, &self.options.pattern, self.specials);
+        loop {
+            let batch: Vec<(usize, usize)> = chunks.by_ref().take(self.threads * 4).collect();
+            let Some(&(first, _)) = batch.first() else { break };
+            let batch = &batch[..];
             let results: Vec<Result<(u64, u64), BpeError>> = self.pool.install(|| {
                 batch
                     .par_iter()
@@ -314,7 +316,7 @@ impl BlockCounter<'_> {
                 report.invalid_utf8_bytes += invalid;
             }
             report.bytes_read += batch.iter().map(|(s, e)| (e - s) as u64).sum::<u64>();
-            release(batch[0].0, batch[batch.len() - 1].1);
+            release(first, batch[batch.len() - 1].1);
             if !progress(Progress::Counting { bytes_done: report.bytes_read, bytes_total: total }) {
                 return Err(BpeError::Interrupted);
             }
