@@ -137,11 +137,12 @@ def build(
         if isinstance(special_tokens, str):
             raise ConfigError(f"special_tokens must be a list or a dict, not the string {special_tokens!r}")
         id_of = {token: id for id, token in sorted(vocab.items(), reverse=True)}
+        next_id = max(vocab, default=-1) + 1
         for name in special_tokens:
             _check_special_name(name, source)
             id = id_of.get(name.encode("utf-8"))
             if id is None:
-                id = max(vocab, default=-1) + 1
+                id, next_id = next_id, next_id + 1
                 vocab[id] = name.encode("utf-8")
             specials.append((name, id))
     if len({name for name, _ in specials}) < len(specials):

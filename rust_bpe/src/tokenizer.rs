@@ -33,6 +33,8 @@ pub struct Tokenizer {
     special_tokens: Vec<(String, u32)>,
     pattern: Pattern,
     specials: SpecialTokens,
+    /// Whether each id is a special token.
+    special_flags: Vec<bool>,
 }
 
 impl Tokenizer {
@@ -86,7 +88,11 @@ impl Tokenizer {
         }
         let names: Vec<String> = special_tokens.iter().map(|(s, _)| s.clone()).collect();
         let specials = SpecialTokens::new(&names).map_err(|e| invalid(e.to_string()))?;
-        Ok(Tokenizer { vocab, merges, special_tokens, pattern, specials })
+        let mut special_flags = vec![false; vocab.len()];
+        for &(_, id) in &special_tokens {
+            special_flags[id as usize] = true;
+        }
+        Ok(Tokenizer { vocab, merges, special_tokens, pattern, specials, special_flags })
     }
 
     pub fn vocab(&self) -> &[Vec<u8>] {
@@ -109,7 +115,7 @@ impl Tokenizer {
     }
 
     pub fn is_special(&self, id: u32) -> bool {
-        self.special_tokens.iter().any(|(_, s)| *s == id)
+        self.special_flags.get(id as usize).copied().unwrap_or(false)
     }
 
     pub fn to_json(&self) -> String {

@@ -1,0 +1,122 @@
+"""Encoding: tiktoken's ids and tiktoken's special-token rules, whatever way the text comes in."""
+
+import time
+
+import numpy as np
+import pytest
+import tiktoken
+
+import pybpe
+
+EOT = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def gpt2(data):
+    return pybpe.Tokenizer.from_gpt2(data / "cs336/gpt2_vocab.json", data / "cs336/gpt2_merges.txt", [EOT])
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return tiktoken.get_encoding("gpt2")
+
+
+TEXT = "Hello world! It's 2024.<|endoftext|>  New doc:\n\n  indented  \t tabs\r\nend<|endoftext|>"
+
+
+def test_special_tokens_follow_tiktoken(gpt2, reference):
+    assert gpt2.encode(TEXT, allowed_special="all") == reference.encode(TEXT, allowed_special="all")
+    assert gpt2.encode(TEXT, allowed_special={EOT}) == reference.encode(TEXT, allowed_special={EOT})
+    assert gpt2.encode(TEXT, disallowed_special=()) == reference.encode(TEXT, disallowed_special=())
+    assert gpt2.encode_ordinary(TEXT) == reference.encode_ordinary(TEXT)
+    assert gpt2.encode(TEXT, allowed_special="all").count(50256) == 2
+
+
+def test_disallowed_special_text_raises_a_value_error(gpt2):
+    with pytest.raises(pybpe.SpecialTokenError, match="endoftext") as raised:
+        gpt2.encode(TEXT)
+    assert isinstance(raised.value, ValueError)
+    with pytest.raises(pybpe.SpecialTokenError):
+        gpt2.encode_to_numpy(TEXT)
+    with pytest.raises(pybpe.SpecialTokenError):
+        gpt2.encode_batch(["fine", TEXT])
+
+
+def test_overlapping_special_tokens_longest_wins():
+    vocab = {i: bytes([i]) for i in range(256)}
+    tok = pybpe.Tokenizer.from_vocab_merges(vocab, [], special_tokens=["<|a|>", "<|a|><|b|>"])
+    ids = tok.encode("x<|a|><|b|>y<|a|>", allowed_special="all")
+    assert ids == [ord("x"), tok.special_tokens["<|a|><|b|>"], ord("y"), tok.special_tokens["<|a|>"]]
+
+
+@pytest.mark.parametrize("unit", ["a", " ", "!", "\n", "日", "1"])
+def test_a_megabyte_of_one_character_encodes_in_linear_time(gpt2, reference, unit):
+    # tiktoken is quadratic here; pybpe merges long pre-tokens with a heap. A generous bound
+    # separates linear (milliseconds) from quadratic (minutes) on any machine.
+    text = unit * (1_000_000 // len(unit.encode()))
+    started = time.perf_counter()
+    ids = gpt2.encode_ordinary(text)
+    assert time.perf_counter() - started < 10
+    assert gpt2.decode_bytes(ids) == text.encode()
+    sample = text[:3000]
+    assert gpt2.encode_ordinary(sample) == reference.encode_ordinary(sample)
+
+
+def test_encode_iterable_gives_the_ids_of_the_whole_text(gpt2, data):
+    path = data / "corpora/tinystories_pool_valid.txt"
+    whole = gpt2.encode(path.read_text(encoding="utf-8"), allowed_special="all")
+    with open(path, encoding="utf-8") as lines:
+        assert list(gpt2.encode_iterable(lines, allowed_special="all")) == whole
+    # Pieces that cut words, whitespace runs and special tokens in two.
+    text = path.read_text(encoding="utf-8")[:200_000]
+    pieces = [text[i:i + 7] for i in range(0, len(text), 7)]
+    assert list(gpt2.encode_iterable(pieces, allowed_special="all")) == gpt2.encode(text, allowed_special="all")
+
+
+def test_batch_numpy_and_thread_counts_agree(gpt2, data):
+    text = (data / "corpora/war_and_peace.txt").read_text(encoding="utf-8")
+    ids = gpt2.encode_ordinary(text)
+    assert gpt2.encode_ordinary(text, threads=2) == ids
+    assert gpt2.encode_ordinary(text, threads=None) == ids
+    array = gpt2.encode_to_numpy(text, disallowed_special=(), threads=2)
+    assert array.dtype == np.uint16 and array.tolist() == ids
+    docs = text.split("\n\n")[:500]
+    assert gpt2.encode_batch(docs, threads=2) == [gpt2.encode(d) for d in docs]
+
+
+def test_numpy_dtype_follows_the_vocabulary_size():
+    vocab = {i: bytes([i]) for i in range(256)}
+    small = pybpe.Tokenizer.from_vocab_merges(vocab, [])
+    assert small.encode_to_numpy("hi").dtype == np.uint16
+    big = pybpe.Tokenizer.from_vocab_merges(vocab, [], special_tokens=["<|x|>"])
+    assert big.dtype == np.uint16
+    specials = [f"<|s{i}|>" for i in range(70_000)]
+    huge = pybpe.Tokenizer.from_vocab_merges(vocab, [], special_tokens=specials)
+    assert huge.encode_to_numpy("hi<|s69999|>", allowed_special="all").dtype == np.uint32
+
+
+def test_lone_surrogates_are_replaced_as_tiktoken_does(gpt2, reference):
+    text = "before \ud800 after \udfff end"
+    assert gpt2.encode(text) == reference.encode(text)
+    assert gpt2.encode_batch([text]) == [reference.encode(text)]
+
+
+def test_decode(gpt2):
+    ids = gpt2.encode("naïve café 😀", allowed_special="all")
+    assert gpt2.decode(ids) == "naïve café 😀"
+    assert gpt2.decode(np.array(ids, dtype=np.uint16)) == "naïve café 😀"
+    assert gpt2.decode_bytes(ids[:1]) == "na".encode()[:len(gpt2.decode_bytes(ids[:1]))]
+    # A token that ends inside a character decodes with U+FFFD, or strictly fails.
+    emoji = gpt2.encode("😀")
+    assert gpt2.decode(emoji[:1]) == "\ufffd" * len(gpt2.decode_bytes(emoji[:1]).decode("utf-8", "replace"))
+    with pytest.raises(UnicodeDecodeError):
+        gpt2.decode(emoji[:1], errors="strict")
+
+
+def test_decode_of_ids_out_of_range(gpt2):
+    with pytest.raises(pybpe.ConfigError, match="id 50257 at position 1 is out of range"):
+        gpt2.decode([0, 50257])
+    with pytest.raises(pybpe.ConfigError):
+        gpt2.decode([-1])
+    with pytest.raises(pybpe.ConfigError):
+        gpt2.decode(np.array([70000], dtype=np.uint32))
