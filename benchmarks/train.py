@@ -72,19 +72,6 @@ PEER_NOTES = {
 # --------------------------------------------------------------------------- worker
 
 
-def bytes_to_unicode():
-    """GPT-2's byte -> printable character table (HF's ByteLevel alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def peak_rss_mib():
     """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -120,7 +107,9 @@ def train_tokenizers(path, vocab, threads, args):
     train_s = time.perf_counter() - start
     peak = peak_rss_mib()
 
-    decode = {c: b for b, c in bytes_to_unicode().items()}
+    from pybpe.interop import BYTE_TO_UNICODE
+
+    decode = {c: b for b, c in enumerate(BYTE_TO_UNICODE)}
     tokens = []
     for merge in json.loads(tok.to_str())["model"]["merges"]:
         left, right = merge if isinstance(merge, list) else merge.split(" ", 1)

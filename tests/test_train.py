@@ -162,3 +162,16 @@ def test_one_huge_line_without_newlines_trains_in_little_memory(tmp_path):
     counts, peak_kib = result.stdout.splitlines()
     assert counts == f"44 {path.stat().st_size}"
     assert int(peak_kib) * 1024 < path.stat().st_size, f"peak RSS {peak_kib} KiB for a 40 MB file"
+
+
+def test_progress_is_reported_and_an_error_in_the_callback_stops_training(data):
+    phases = []
+    pybpe.Tokenizer.train(data / "cs336/corpus.en", 500, [SPECIAL], progress=lambda *p: phases.append(p))
+    assert phases[0][0] == "count" and phases[-1] == ("merge", 243, 243)
+    assert phases[0][2] == (data / "cs336/corpus.en").stat().st_size
+
+    def fail(*_):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        pybpe.Tokenizer.train(data / "cs336/corpus.en", 500, [SPECIAL], progress=fail)

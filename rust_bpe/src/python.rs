@@ -63,6 +63,18 @@ fn pool(threads: usize) -> PyResult<Option<Arc<rayon::ThreadPool>>> {
     Ok(Some(p))
 }
 
+/// Runs a Python progress callback from work that runs without the GIL. On Ctrl-C, or an
+/// exception in the callback, keeps the error and returns false so that the work stops.
+fn call_progress(error: &mut Option<PyErr>, call: impl FnOnce(Python<'_>) -> PyResult<()>) -> bool {
+    Python::attach(|py| match py.check_signals().and_then(|_| call(py)) {
+        Ok(()) => true,
+        Err(e) => {
+            *error = Some(e);
+            false
+        }
+    })
+}
+
 /// "all", or an iterable of special-token names.
 fn allowed_from(obj: &Bound<'_, PyAny>) -> PyResult<Allowed> {
     if let Ok(s) = obj.extract::<String>() {
@@ -271,28 +283,15 @@ impl CoreTokenizer {
         };
         let mut callback_error: Option<PyErr> = None;
         let result = py.detach(|| {
-            let mut report_progress = |done: u64, total: u64| -> bool {
-                Python::attach(|py| {
-                    let outcome = py.check_signals().and_then(|_| match &progress {
-                        Some(cb) => cb.call1(py, (done, total)).map(|_| ()),
-                        None => Ok(()),
-                    });
-                    match outcome {
-                        Ok(()) => true,
-                        Err(e) => {
-                            callback_error = Some(e);
-                            false
-                        }
-                    }
+            let mut report_progress = |done: u64, total: u64| {
+                call_progress(&mut callback_error, |py| match &progress {
+                    Some(cb) => cb.call1(py, (done, total)).map(drop),
+                    None => Ok(()),
                 })
             };
             encode_files(self.encoder(), &paths, &out, itemsize, &pool, &mut report_progress)
         });
-        let report = match result {
-            Ok(r) => r,
-            Err(BpeError::Interrupted) if callback_error.is_some() => return Err(callback_error.unwrap()),
-            Err(e) => return Err(to_py_err(e)),
-        };
+        let report = result.map_err(|e| callback_error.unwrap_or_else(|| to_py_err(e)))?;
         let dict = PyDict::new(py);
         dict.set_item("num_tokens", report.num_tokens)?;
         dict.set_item("bytes_read", report.bytes_read)?;
@@ -348,33 +347,19 @@ fn train_bpe<'py>(
     let options = TrainOptions { vocab_size, special_tokens, pattern, threads, strict_utf8 };
     let mut callback_error: Option<PyErr> = None;
     let result = py.detach(|| {
-        let mut report_progress = |p: Progress| -> bool {
-            Python::attach(|py| {
-                if let Err(e) = py.check_signals() {
-                    callback_error = Some(e);
-                    return false;
-                }
-                let Some(cb) = &progress else { return true };
-                let call = match p {
+        let mut report_progress = |p: Progress| {
+            call_progress(&mut callback_error, |py| {
+                let Some(cb) = &progress else { return Ok(()) };
+                match p {
                     Progress::Counting { bytes_done, bytes_total } => cb.call1(py, ("count", bytes_done, bytes_total)),
                     Progress::Merging { done, total } => cb.call1(py, ("merge", done, Some(total))),
-                };
-                match call {
-                    Ok(_) => true,
-                    Err(e) => {
-                        callback_error = Some(e);
-                        false
-                    }
                 }
+                .map(drop)
             })
         };
         train::train(&inputs, &options, &mut report_progress)
     });
-    let (tokenizer, report) = match result {
-        Ok(done) => done,
-        Err(BpeError::Interrupted) if callback_error.is_some() => return Err(callback_error.unwrap()),
-        Err(e) => return Err(to_py_err(e)),
-    };
+    let (tokenizer, report) = result.map_err(|e| callback_error.unwrap_or_else(|| to_py_err(e)))?;
     let dict = PyDict::new(py);
     dict.set_item("bytes_read", report.bytes_read)?;
     dict.set_item("invalid_utf8_bytes", report.invalid_utf8_bytes)?;
