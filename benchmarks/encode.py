@@ -29,11 +29,12 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
+
+from machine import machine_line, versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -296,28 +297,6 @@ def compression_table(tmp):
     return lines
 
 
-def machine_line():
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
-def versions():
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = []
-    for name in PEERS:
-        try:
-            found.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            found.append(f"{name} (not installed)")
-    return ", ".join(found)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_CORPORA)} (under a minute)")
@@ -380,7 +359,7 @@ def main():
 
     command = "python3 benchmarks/encode.py " + " ".join(sys.argv[1:])
     block = [f"## Encoding benchmark ({datetime.date.today().isoformat()})", "",
-             f"- command: `{command.strip()}`", f"- machine: {machine_line()}", f"- versions: {versions()}",
+             f"- command: `{command.strip()}`", f"- machine: {machine_line()}", f"- versions: {versions(PEERS)}",
              f"- run time: {elapsed:.0f} s", ""]
     block += speed + cli_lines + targets(rates, all_threads, cli_rate) + compression
     block += ["Peers:", ""] + [f"- {peer}: {PEER_NOTES[peer]}" for peer in peers] + [f"- {NOTE_SPLIT}", ""]

@@ -28,13 +28,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+
+from machine import machine_line, versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = ["pybpe", "tokenizers", "rustbpe", "gigatoken"]
@@ -313,38 +314,6 @@ def table(title, rows, headline_check):
     return lines
 
 
-def machine_line():
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kib = int(f.readline().split()[1])
-            mem = f", {kib / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{os.cpu_count()} cores, {model}{mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
-def peer_versions(peers):
-    out = []
-    for peer in peers:
-        try:
-            from importlib.metadata import version
-
-            out.append(f"{peer} {version(peer)}")
-        except Exception:
-            out.append(f"{peer} (not installed)")
-    return ", ".join(out)
-
-
 def parse_list(text, kind):
     return [kind(x) for x in text.split(",") if x.strip()]
 
@@ -396,7 +365,7 @@ def main():
         "",
         f"- command: `python3 benchmarks/train.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"- machine: {machine_line()}",
-        f"- versions: {peer_versions(peers)}",
+        f"- versions: {versions(peers)}",
         f"- corpus: {os.path.basename(corpus)} ({corpus_mb:.1f} MB), special token `{SPECIAL}`, "
         f"GPT-2 pattern, {threads} threads for every peer, best of {args.repeat} fresh process(es)",
         "- timed: from file path to trained merges (training call + any Python-side reading, "
