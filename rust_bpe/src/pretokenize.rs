@@ -73,7 +73,7 @@ impl Pattern {
     #[inline]
     pub fn split_ranges(&self, text: &str, mut emit: impl FnMut(usize, usize)) {
         match self {
-            Pattern::Gpt2 => split_with(text.as_bytes(), gpt2_token_end, emit),
+            Pattern::Gpt2 => crate::ascii_blocks::split_gpt2(text.as_bytes(), emit),
             Pattern::Gpt4 => split_with(text.as_bytes(), gpt4_token_end, emit),
             Pattern::Custom(re) => {
                 // A regex that matches nothing somewhere leaves that text out, as `findall` does.
@@ -283,7 +283,7 @@ fn space_run(bytes: &[u8], mut at: usize) -> (usize, usize) {
 
 /// `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 #[inline(always)]
-fn gpt2_token_end(bytes: &[u8], at: usize) -> usize {
+pub(crate) fn gpt2_token_end(bytes: &[u8], at: usize) -> usize {
     let n = bytes.len();
     if bytes[at] == b'\'' && at + 1 < n {
         match bytes[at + 1] {

@@ -1,0 +1,270 @@
+//! GPT-2 pre-token boundaries found 64 bytes at a time where the text is ASCII.
+//!
+//! The character classes of a block become bit masks (bit i for byte i), and the rules of
+//! `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+` become shifts
+//! and ands of them. A pre-token starts at byte i (of ASCII text) exactly when:
+//! - bytes i-1 and i are both non-space and of different classes (letter, digit, other),
+//!   except inside a contraction such as `'ll`;
+//! - byte i-1 is whitespace other than ' ' and byte i is not whitespace (a ' ' joins the
+//!   pre-token after it);
+//! - byte i is whitespace and byte i-1 is not;
+//! - bytes i-1 and i are whitespace and byte i+1 is not (`\s+(?!\S)` leaves the last
+//!   whitespace character of a run to the next pre-token);
+//! - a contraction that starts a pre-token ends at i.
+//!
+//! A block starts where a pre-token starts. Only the boundaries that the bytes of the
+//! block decide are taken: none at its last byte (that needs the byte after it) and none
+//! from the byte before its first non-ASCII byte on; the scalar state machine in
+//! `pretokenize` goes on from there.
+
+use crate::pretokenize::gpt2_token_end;
+
+/// One bit per byte of a 64-byte block.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Masks {
+    letter: u64,
+    digit: u64,
+    /// `\s`: tab, line feed, vertical tab, form feed, carriage return, space.
+    space: u64,
+    /// ' ' alone.
+    blank: u64,
+    high: u64,
+    apostrophe: u64,
+    /// The letters that follow an apostrophe in a contraction: s d m t, l, v or r, e.
+    sdmt: u64,
+    l: u64,
+    v_or_r: u64,
+    e: u64,
+}
+
+/// The masks byte by byte (any architecture; the reference for the vector versions).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+pub(crate) fn masks_portable(block: &[u8; 64]) -> Masks {
+    let mut m = Masks::default();
+    for (i, &b) in block.iter().enumerate() {
+        let bit = 1u64 << i;
+        let set = |mask: &mut u64, yes: bool| {
+            if yes {
+                *mask |= bit
+            }
+        };
+        set(&mut m.letter, b.is_ascii_alphabetic());
+        set(&mut m.digit, b.is_ascii_digit());
+        set(&mut m.space, matches!(b, b' ' | b'\t'..=b'\r'));
+        set(&mut m.blank, b == b' ');
+        set(&mut m.high, b >= 0x80);
+        set(&mut m.apostrophe, b == b'\'');
+        set(&mut m.sdmt, matches!(b, b's' | b'd' | b'm' | b't'));
+        set(&mut m.l, b == b'l');
+        set(&mut m.v_or_r, matches!(b, b'v' | b'r'));
+        set(&mut m.e, b == b'e');
+    }
+    m
+}
+
+/// The masks with AVX2, 32 bytes per instruction. Only called from functions compiled
+/// with AVX2 (`split_gpt2_avx2`), into which it is inlined.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn masks_avx2(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::*;
+    let lo = _mm256_loadu_si256(block.as_ptr() as *const __m256i);
+    let hi = _mm256_loadu_si256(block.as_ptr().add(32) as *const __m256i);
+    let bits = |lo_mask: __m256i, hi_mask: __m256i| -> u64 {
+        (_mm256_movemask_epi8(lo_mask) as u32 as u64) | ((_mm256_movemask_epi8(hi_mask) as u32 as u64) << 32)
+    };
+    let eq = |c: u8| -> u64 {
+        let c = _mm256_set1_epi8(c as i8);
+        bits(_mm256_cmpeq_epi8(lo, c), _mm256_cmpeq_epi8(hi, c))
+    };
+    // Signed comparisons: right for ASCII bytes; bytes >= 0x80 are negative and fall outside.
+    let within = |x: __m256i, first: u8, last: u8| -> __m256i {
+        let above = _mm256_cmpgt_epi8(x, _mm256_set1_epi8(first as i8 - 1));
+        let below = _mm256_cmpgt_epi8(_mm256_set1_epi8(last as i8 + 1), x);
+        _mm256_and_si256(above, below)
+    };
+    let case = _mm256_set1_epi8(0x20);
+    let letter = bits(within(_mm256_or_si256(lo, case), b'a', b'z'), within(_mm256_or_si256(hi, case), b'a', b'z'));
+    let digit = bits(within(lo, b'0', b'9'), within(hi, b'0', b'9'));
+    let blank = eq(b' ');
+    let space = blank | bits(within(lo, b'\t', b'\r'), within(hi, b'\t', b'\r'));
+    let high = bits(lo, hi);
+    let apostrophe = eq(b'\'');
+    let mut m = Masks { letter, digit, space, blank, high, apostrophe, ..Masks::default() };
+    if apostrophe != 0 {
+        m.sdmt = eq(b's') | eq(b'd') | eq(b'm') | eq(b't');
+        m.l = eq(b'l');
+        m.v_or_r = eq(b'v') | eq(b'r');
+        m.e = eq(b'e');
+    }
+    m
+}
+
+/// Pre-token starts decided by the block (bit i: one starts at byte i), bit 0 excluded.
+#[inline(always)]
+pub(crate) fn gpt2_starts(m: &Masks) -> u64 {
+    let ascii = m.high.trailing_zeros();
+    if ascii < 3 {
+        return 0;
+    }
+    // Bits 1..=ascii-2: a start at i needs bytes i-1, i and i+1.
+    let decided = ((1u64 << (ascii - 1)) - 1) & !1;
+    let other = !(m.letter | m.digit | m.space | m.high);
+    let solid = m.letter | m.digit | other;
+    let after = |x: u64| x << 1; // bit i: byte i-1 is in x
+    let before = |x: u64| x >> 1; // bit i: byte i+1 is in x
+    let mut starts = (m.letter & after(m.digit | other))
+        | (m.digit & after(m.letter | other))
+        | (other & after(m.letter | m.digit))
+        | (solid & after(m.space & !m.blank))
+        | (m.space & after(solid))
+        | (m.space & after(m.space) & before(solid))
+        | 1;
+    if m.apostrophe != 0 {
+        let two = m.apostrophe & starts & before(m.sdmt);
+        let three = m.apostrophe & starts & ((before(m.l) & (m.l >> 2)) | (before(m.v_or_r) & (m.e >> 2)));
+        starts = (starts & !((two | three) << 1)) | (two << 2) | (three << 3);
+    }
+    starts & decided
+}
+
+/// Calls `emit(start, end)` for each pre-token of `bytes` under the GPT-2 pattern.
+#[inline(always)]
+fn split_gpt2_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> Masks, mut emit: impl FnMut(usize, usize)) {
+    let n = bytes.len();
+    let mut start = 0;
+    // Blocks are not tried again until here: after a non-ASCII byte or a pre-token longer
+    // than a block, which the scalar state machine reads.
+    let mut scalar_until = 0;
+    while start < n {
+        if start >= scalar_until && start + 64 <= n {
+            let block: &[u8; 64] = bytes[start..start + 64].try_into().expect("64 bytes");
+            let m = masks(block);
+            let mut starts = gpt2_starts(&m);
+            if starts != 0 {
+                let mut from = start;
+                while starts != 0 {
+                    let end = start + starts.trailing_zeros() as usize;
+                    emit(from, end);
+                    from = end;
+                    starts &= starts - 1;
+                }
+                start = from;
+                continue;
+            }
+            scalar_until = start + m.high.trailing_zeros() as usize + 1;
+        }
+        let end = gpt2_token_end(bytes, start);
+        emit(start, end);
+        start = end;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1")]
+unsafe fn split_gpt2_avx2(bytes: &[u8], emit: impl FnMut(usize, usize)) {
+    split_gpt2_with(bytes, |block| unsafe { masks_avx2(block) }, emit)
+}
+
+/// Calls `emit(start, end)` for each pre-token of `bytes` (valid UTF-8) under the GPT-2
+/// pattern: the same pre-tokens as `gpt2_token_end` one after another.
+#[inline]
+pub(crate) fn split_gpt2(bytes: &[u8], emit: impl FnMut(usize, usize)) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("bmi1") {
+            // SAFETY: the CPU has AVX2 and BMI1.
+            return unsafe { split_gpt2_avx2(bytes, emit) };
+        }
+    }
+    split_gpt2_with(bytes, masks_portable, emit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(text: &str) -> Vec<(usize, usize)> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = gpt2_token_end(bytes, start);
+            out.push((start, end));
+            start = end;
+        }
+        out
+    }
+
+    fn blocks(text: &str, portable: bool) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        if portable {
+            split_gpt2_with(text.as_bytes(), masks_portable, |s, e| out.push((s, e)));
+        } else {
+            split_gpt2(text.as_bytes(), |s, e| out.push((s, e)));
+        }
+        out
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_masks_equal_portable_masks() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut seed = 7u64;
+        for _ in 0..2000 {
+            let mut block = [0u8; 64];
+            for b in block.iter_mut() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                *b = (seed >> 56) as u8;
+            }
+            // SAFETY: AVX2 is present (checked above).
+            let vector = unsafe { masks_avx2(&block) };
+            let mut portable = masks_portable(&block);
+            if portable.apostrophe == 0 {
+                (portable.sdmt, portable.l, portable.v_or_r, portable.e) = (0, 0, 0, 0);
+            }
+            assert_eq!(vector, portable, "{block:?}");
+        }
+    }
+
+    #[test]
+    fn blocks_split_like_the_state_machine() {
+        let alphabet = [
+            "a", "B", "s", "l", "e", "v", "t", "re", " ", " ", "  ", "\n", "\t", "\r\n", "!", ".", "1", "42", "'", "'s",
+            "'ll", "'ve", "é", "中", "\u{a0}", "\u{3000}", "😀", "word ", " the",
+        ];
+        let mut seed = 99u64;
+        for round in 0..4000 {
+            let mut text = String::new();
+            let pieces = 20 + round % 150;
+            for _ in 0..pieces {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                // Mostly ASCII, as real text is, so that blocks are taken.
+                let i = (seed >> 33) as usize % alphabet.len();
+                let i = if round % 3 == 0 || i < 22 { i } else { i % 22 };
+                text.push_str(alphabet[i]);
+            }
+            let expected = scalar(&text);
+            assert_eq!(blocks(&text, false), expected, "{text:?}");
+            assert_eq!(blocks(&text, true), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn long_runs_and_text_ends() {
+        for text in [
+            "a".repeat(200),
+            " ".repeat(200),
+            format!("{}x", " ".repeat(100)),
+            format!("{}\n\nend", "word ".repeat(30)),
+            format!("{}'ll've're's", "x".repeat(61)),
+            "!?".repeat(100),
+            "1234567890".repeat(20),
+        ] {
+            assert_eq!(blocks(&text, false), scalar(&text), "{text:?}");
+            assert_eq!(blocks(&text, true), scalar(&text), "{text:?}");
+        }
+    }
+}
