@@ -18,6 +18,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::BpeError;
 use crate::packed_table::{hash, PackedTable};
+use crate::pair_ranks::PairRanks;
 use crate::pretokenize::{cut_points, pack, pack_at, Piece, SpecialTokens, MAX_PACKED};
 use crate::tokenizer::Tokenizer;
 
@@ -33,35 +34,60 @@ pub struct Encoder {
     tokenizer: Tokenizer,
     /// (left id << 32 | right id) -> id of the concatenation, for every token that splits
     /// into two tokens.
-    pair_ranks: FxHashMap<u64, u32>,
+    pair_ranks: PairRanks,
     byte_ids: [u32; 256],
     /// The rank of each pair of single bytes (first byte << 8 | second), u32::MAX if none:
     /// the first round of every merge, without hashing.
     byte_pair_ranks: Vec<u32>,
+    /// Whether every id fits in 28 bits, as `merge_short` needs.
+    short_keys_fit: bool,
     /// Every token of at most 15 bytes, by its packed bytes (the seed of every cache).
-    short_tokens: PackedTable<u64>,
+    short_tokens: PackedTable<Cached>,
     /// Every longer token.
     long_tokens: FxHashMap<Box<[u8]>, u32>,
     id: u64,
 }
 
-/// Pre-tokens looked up together.
-const BATCH: usize = 16;
+/// Pre-tokens encoded together (see `encode_block`).
+const BLOCK: usize = 256;
+/// How many lookups ahead a cache slot is prefetched.
+const AHEAD: usize = 16;
 /// A cache is reset to its seed when it grows past this many pre-tokens.
 const MAX_CACHE_ENTRIES: usize = 1 << 21;
 
-/// A cached encoding: one id, or (with bit 63 set) `len` ids at `offset` in the arena.
-#[inline(always)]
-fn single(id: u32) -> u64 {
-    id as u64
+/// The ids of a pre-token: `count` (at most three) ids in `ids`, or (`count` with
+/// `IN_ARENA` set) `count & !IN_ARENA` ids at offset `ids[0]` of the cache's arena.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+#[repr(C)]
+struct Cached {
+    ids: [u32; 3],
+    count: u32,
 }
 
-const MULTI: u64 = 1 << 63;
+const IN_ARENA: u32 = 1 << 31;
+
+impl Cached {
+    fn single(id: u32) -> Cached {
+        Cached { ids: [id, 0, 0], count: 1 }
+    }
+
+    /// `ids` inline if they fit, else added to the arena.
+    fn of(ids: &[u32], arena: &mut Vec<u32>) -> Cached {
+        if ids.len() <= 3 {
+            let mut inline = [0u32; 3];
+            inline[..ids.len()].copy_from_slice(ids);
+            return Cached { ids: inline, count: ids.len() as u32 };
+        }
+        let offset = arena.len() as u32;
+        arena.extend_from_slice(ids);
+        Cached { ids: [offset, 0, 0], count: IN_ARENA | ids.len() as u32 }
+    }
+}
 
 /// Per-thread memory of pre-tokens already encoded.
 struct Cache {
     encoder: u64,
-    short: PackedTable<u64>,
+    short: PackedTable<Cached>,
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
     arena: Vec<u32>,
     /// Scratch space of the merge loop.
@@ -88,30 +114,33 @@ impl Encoder {
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             *slot = ids[&[b as u8][..]];
         }
-        let mut pair_ranks = FxHashMap::default();
+        let mut pairs = Vec::new();
         let mut byte_pair_ranks = vec![u32::MAX; 1 << 16];
         let mut short_tokens = PackedTable::with_capacity(vocab.len());
         let mut long_tokens = FxHashMap::default();
         for (&bytes, &id) in &ids {
             for split in 1..bytes.len() {
                 if let (Some(&a), Some(&b)) = (ids.get(&bytes[..split]), ids.get(&bytes[split..])) {
-                    pair_ranks.insert(((a as u64) << 32) | b as u64, id);
+                    pairs.push((a, b, id));
                 }
             }
             if bytes.len() == 2 {
                 byte_pair_ranks[(bytes[0] as usize) << 8 | bytes[1] as usize] = id;
             }
             if bytes.len() <= MAX_PACKED {
-                short_tokens.insert(pack(bytes), single(id));
+                short_tokens.insert(pack(bytes), Cached::single(id));
             } else {
                 long_tokens.insert(Box::from(bytes), id);
             }
         }
+        let pair_ranks = PairRanks::new(&pairs, vocab.len());
+        let short_keys_fit = vocab.len() < 1 << 28;
         Encoder {
             tokenizer,
             pair_ranks,
             byte_ids,
             byte_pair_ranks,
+            short_keys_fit,
             short_tokens,
             long_tokens,
             id: NEXT_ENCODER_ID.fetch_add(1, Ordering::Relaxed),
@@ -122,7 +151,8 @@ impl Encoder {
         &self.tokenizer
     }
 
-    fn with_cache<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> R {
+    /// Runs `f` with this thread's cache, sized for `text_len` more bytes of text.
+    fn with_cache<R>(&self, text_len: usize, f: impl FnOnce(&mut Cache) -> R) -> R {
         CACHE.with(|cell| {
             let mut slot = cell.borrow_mut();
             let stale = slot.as_ref().is_none_or(|c| c.encoder != self.id || c.short.len() + c.long.len() > MAX_CACHE_ENTRIES);
@@ -136,58 +166,128 @@ impl Encoder {
                     ranks: Vec::new(),
                 });
             }
-            f(slot.as_mut().expect("cache"))
+            let cache = slot.as_mut().expect("cache");
+            // Distinct pre-tokens grow as a power of the text length (Heaps' law); room for
+            // them up front saves growing the table step by step.
+            let distinct = (text_len as f64).powf(0.7) as usize;
+            cache.short.reserve((cache.short.len() + distinct).min(MAX_CACHE_ENTRIES));
+            f(cache)
         })
     }
 
     #[inline(always)]
     fn pair_rank(&self, a: u32, b: u32) -> u32 {
-        self.pair_ranks.get(&(((a as u64) << 32) | b as u64)).copied().unwrap_or(u32::MAX)
+        self.pair_ranks.get(a, b)
     }
 
-    /// Appends the ids of the pre-tokens of `text`, a batch at a time: the cache slots of a
-    /// whole batch are prefetched before any is probed.
+    /// Appends the ids of the pre-tokens of `text`, a block of them at a time.
     fn encode_text(&self, text: &str, cache: &mut Cache, out: &mut Vec<u32>) {
         let bytes = text.as_bytes();
-        let mut ranges = [(0usize, 0usize); BATCH];
+        let mut ranges = [(0usize, 0usize); BLOCK];
         let mut n = 0;
         self.tokenizer.pattern().split_ranges(text, |start, end| {
             ranges[n] = (start, end);
             n += 1;
-            if n == BATCH {
-                self.encode_ranges(bytes, &ranges, cache, out);
+            if n == BLOCK {
+                self.encode_block(bytes, &ranges, cache, out);
                 n = 0;
             }
         });
-        self.encode_ranges(bytes, &ranges[..n], cache, out);
+        self.encode_block(bytes, &ranges[..n], cache, out);
     }
 
+    /// Encodes a block of pre-tokens: their packed keys first, then each is looked up in
+    /// the cache, whose slot was prefetched `AHEAD` lookups before, and merged if missing.
     #[inline(never)]
-    fn encode_ranges(&self, bytes: &[u8], ranges: &[(usize, usize)], cache: &mut Cache, out: &mut Vec<u32>) {
-        let mut keys = [(0u128, 0u64); BATCH];
+    fn encode_block(&self, bytes: &[u8], ranges: &[(usize, usize)], cache: &mut Cache, out: &mut Vec<u32>) {
+        let n = ranges.len();
+        let mut keys = [(0u128, 0u64); BLOCK];
         for (key, &(start, end)) in keys.iter_mut().zip(ranges) {
             if end - start <= MAX_PACKED {
                 let packed = pack_at(bytes, start, end);
-                let h = hash(packed);
-                cache.short.prefetch(h);
-                *key = (packed, h);
+                *key = (packed, hash(packed));
             }
         }
-        for (&(key, h), &(start, end)) in keys.iter().zip(ranges) {
-            if end - start <= MAX_PACKED {
-                let v = match cache.short.get(key, h) {
-                    Some(v) => v,
-                    None => {
-                        let v = self.merge_into_cache(&bytes[start..end], cache);
-                        *cache.short.entry(key, h) = v;
-                        v
-                    }
-                };
-                push_cached(v, &cache.arena, out);
-            } else {
+        for &(_, h) in &keys[..n.min(AHEAD)] {
+            cache.short.prefetch(h);
+        }
+        for i in 0..n {
+            if i + AHEAD < n {
+                cache.short.prefetch(keys[i + AHEAD].1);
+            }
+            let (key, h) = keys[i];
+            let (start, end) = ranges[i];
+            if key == 0 {
                 self.encode_long_piece(&bytes[start..end], cache, out);
+                continue;
+            }
+            let cached = match cache.short.get(key, h) {
+                Some(cached) => cached,
+                None => {
+                    let cached = self.merge_short(&bytes[start..end], &mut cache.arena);
+                    *cache.short.entry(key, h) = cached;
+                    cached
+                }
+            };
+            push_cached(&cached, &cache.arena, out);
+        }
+    }
+
+    /// tiktoken's merge of a pre-token of at most 15 bytes, on the stack: each pair is keyed
+    /// (merged id << 4 | position of its left part), so the lowest key is the pair to merge
+    /// next (lowest rank, leftmost first), and parts are linked instead of moved.
+    fn merge_short(&self, piece: &[u8], arena: &mut Vec<u32>) -> Cached {
+        const N: usize = MAX_PACKED + 1;
+        let n = piece.len();
+        debug_assert!(n <= MAX_PACKED);
+        if !self.short_keys_fit {
+            let (mut parts, mut ranks) = (Vec::new(), Vec::new());
+            self.merge_into(piece, &mut parts, &mut ranks);
+            return Cached::of(&parts, arena);
+        }
+        let mut parts = [0u32; N];
+        let mut keys = [u32::MAX; N];
+        let mut next = [0u8; N];
+        let mut prev = [0u8; N];
+        for (j, &b) in piece.iter().enumerate() {
+            parts[j] = self.byte_ids[b as usize];
+            next[j] = j as u8 + 1;
+            prev[j] = (j as u8).wrapping_sub(1);
+        }
+        let key = |rank: u32, at: usize| if rank == u32::MAX { u32::MAX } else { rank << 4 | at as u32 };
+        for j in 0..n.saturating_sub(1) {
+            keys[j] = key(self.byte_pair_ranks[(piece[j] as usize) << 8 | piece[j + 1] as usize], j);
+        }
+        loop {
+            let best = keys.iter().copied().min().unwrap_or(u32::MAX);
+            if best == u32::MAX {
+                break;
+            }
+            let (i, merged) = ((best & 15) as usize, best >> 4);
+            let j = next[i] as usize;
+            parts[i] = merged;
+            keys[j] = u32::MAX;
+            let k = next[j] as usize;
+            next[i] = k as u8;
+            keys[i] = if k < n {
+                prev[k] = i as u8;
+                key(self.pair_ranks.get(merged, parts[k]), i)
+            } else {
+                u32::MAX
+            };
+            let p = prev[i];
+            if p != u8::MAX {
+                keys[p as usize] = key(self.pair_ranks.get(parts[p as usize], merged), p as usize);
             }
         }
+        let mut ids = [0u32; N];
+        let (mut count, mut at) = (0, 0);
+        while at < n {
+            ids[count] = parts[at];
+            count += 1;
+            at = next[at] as usize;
+        }
+        Cached::of(&ids[..count], arena)
     }
 
     fn encode_long_piece(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
@@ -206,24 +306,18 @@ impl Encoder {
         cache.long.insert(Box::from(piece), (offset, (out.len() - start) as u32));
     }
 
-    fn merge_into_cache(&self, piece: &[u8], cache: &mut Cache) -> u64 {
-        let mut ids = Vec::with_capacity(piece.len());
-        self.merge(piece, cache, &mut ids);
-        if ids.len() == 1 {
-            return single(ids[0]);
-        }
-        let offset = cache.arena.len() as u64;
-        cache.arena.extend_from_slice(&ids);
-        MULTI | (ids.len() as u64) << 40 | offset
-    }
-
-    /// tiktoken's byte-pair merge of one pre-token.
+    /// tiktoken's byte-pair merge of one pre-token, appended to `out`.
     fn merge(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
         if piece.len() > 64 {
             return self.merge_long(piece, out);
         }
-        let parts = &mut cache.parts;
-        let ranks = &mut cache.ranks;
+        self.merge_into(piece, &mut cache.parts, &mut cache.ranks);
+        out.extend_from_slice(&cache.parts);
+    }
+
+    /// tiktoken's byte-pair merge of one pre-token of at most 64 bytes, into `parts`
+    /// (`ranks` is scratch space).
+    fn merge_into(&self, piece: &[u8], parts: &mut Vec<u32>, ranks: &mut Vec<u32>) {
         parts.clear();
         parts.extend(piece.iter().map(|&b| self.byte_ids[b as usize]));
         ranks.clear();
@@ -250,7 +344,6 @@ impl Encoder {
                 ranks[at] = self.pair_rank(parts[at], parts[at + 1]);
             }
         }
-        out.extend_from_slice(parts);
     }
 
     /// The same merge in O(n log n) for long pre-tokens (a megabyte of one character).
@@ -301,14 +394,14 @@ impl Encoder {
 
     /// Ids of text with no special tokens read (tiktoken's `encode_ordinary`).
     pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) {
-        self.with_cache(|cache| {
+        self.with_cache(text.len(), |cache| {
             self.encode_text(text, cache, out);
         })
     }
 
     /// Ids of text reading the special tokens `specials` recognises.
     fn encode_with_specials_into(&self, text: &str, specials: &SpecialTokens, ids: &[u32], out: &mut Vec<u32>) {
-        self.with_cache(|cache| {
+        self.with_cache(text.len(), |cache| {
             specials.for_each_piece(text, |piece| match piece {
                 Piece::Text(t) => self.encode_text(t, cache, out),
                 Piece::Special(i) => out.push(ids[i]),
@@ -411,17 +504,22 @@ impl Encoder {
     }
 }
 
+/// Appends the ids of a cached pre-token.
 #[inline(always)]
-fn push_cached(v: u64, arena: &[u32], out: &mut Vec<u32>) {
-    if v & MULTI == 0 {
-        out.push(v as u32);
-    } else {
-        let len = ((v >> 40) & 0x7F_FFFF) as usize;
-        let offset = (v & 0xFF_FFFF_FFFF) as usize;
-        // Mostly 2-4 ids: a loop beats a call to memmove.
-        for &id in &arena[offset..offset + len] {
-            out.push(id);
+fn push_cached(cached: &Cached, arena: &[u32], out: &mut Vec<u32>) {
+    if cached.count & IN_ARENA == 0 {
+        if out.capacity() - out.len() < 3 {
+            out.reserve(3 * BLOCK);
         }
+        let len = out.len();
+        // SAFETY: three more ids fit in the capacity; only the first `count` are kept.
+        unsafe {
+            std::ptr::copy_nonoverlapping(cached.ids.as_ptr(), out.as_mut_ptr().add(len), 3);
+            out.set_len(len + cached.count as usize);
+        }
+    } else {
+        let offset = cached.ids[0] as usize;
+        out.extend_from_slice(&arena[offset..offset + (cached.count & !IN_ARENA) as usize]);
     }
 }
 
@@ -468,7 +566,7 @@ mod tests {
         for n in [10, 63, 64, 65, 200, 5000] {
             let piece = "a".repeat(n);
             let mut short = Vec::new();
-            enc.with_cache(|cache| {
+            enc.with_cache(0, |cache| {
                 let parts_len = piece.len();
                 if parts_len <= 64 {
                     enc.merge(piece.as_bytes(), cache, &mut short);

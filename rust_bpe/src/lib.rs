@@ -6,6 +6,7 @@ pub mod corpus;
 pub mod encode;
 pub mod error;
 pub mod packed_table;
+mod pair_ranks;
 pub mod pretokenize;
 pub mod tokenizer;
 pub mod train;

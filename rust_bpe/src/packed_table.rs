@@ -100,8 +100,19 @@ impl<V: Copy + Default> PackedTable<V> {
         *self.entry(key, hash(key)) = value;
     }
 
+    /// Makes room for `n` keys in all without growing again.
+    pub fn reserve(&mut self, n: usize) {
+        if n * 2 > self.slots.len() {
+            self.rehash(n);
+        }
+    }
+
     fn grow(&mut self) {
-        let old = std::mem::replace(self, PackedTable::with_capacity(self.slots.len()));
+        self.rehash(self.slots.len());
+    }
+
+    fn rehash(&mut self, capacity: usize) {
+        let old = std::mem::replace(self, PackedTable::with_capacity(capacity));
         for slot in old.slots.into_iter().filter(|s| s.key != 0) {
             *self.entry(slot.key, hash(slot.key)) = slot.value;
         }

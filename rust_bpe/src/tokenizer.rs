@@ -11,10 +11,12 @@
 //! Token bytes are written with GPT-2's byte-to-unicode characters, as in GPT-2's own
 //! `vocab.json` and `merges.txt`.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
+use std::sync::OnceLock;
+
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::error::BpeError;
@@ -51,7 +53,7 @@ impl Tokenizer {
         if n > u32::MAX as u64 {
             return Err(invalid("too many tokens".into()));
         }
-        let mut ids_by_bytes: HashMap<&[u8], u32> = HashMap::with_capacity(vocab.len());
+        let mut ids_by_bytes: FxHashMap<&[u8], u32> = FxHashMap::default();
         let special_ids: std::collections::HashSet<u32> = special_tokens.iter().map(|(_, id)| *id).collect();
         for (name, id) in &special_tokens {
             if *id as u64 >= n {
@@ -119,14 +121,15 @@ impl Tokenizer {
     }
 
     pub fn to_json(&self) -> String {
+        use std::fmt::Write;
         let mut out = String::with_capacity(64 * self.vocab.len());
-        let js = |s: &str| serde_json::to_string(s).expect("string to JSON");
-        out.push_str(&format!("{{\n  \"format\": \"{FORMAT_NAME}\",\n  \"version\": {FORMAT_VERSION},\n"));
-        out.push_str(&format!("  \"pattern\": {},\n", js(self.pattern.name())));
-        out.push_str("  \"special_tokens\": {");
+        let _ = write!(out, "{{\n  \"format\": \"{FORMAT_NAME}\",\n  \"version\": {FORMAT_VERSION},\n  \"pattern\": ");
+        push_json_str(&mut out, self.pattern.name());
+        out.push_str(",\n  \"special_tokens\": {");
         for (i, (name, id)) in self.special_tokens.iter().enumerate() {
             out.push_str(if i == 0 { "\n    " } else { ",\n    " });
-            out.push_str(&format!("{}: {id}", js(name)));
+            push_json_str(&mut out, name);
+            let _ = write!(out, ": {id}");
         }
         out.push_str(if self.special_tokens.is_empty() { "},\n" } else { "\n  },\n" });
         out.push_str("  \"vocab\": {");
@@ -137,16 +140,16 @@ impl Tokenizer {
             }
             out.push_str(if first { "\n    " } else { ",\n    " });
             first = false;
-            out.push_str(&format!("{}: {id}", js(&bytes_to_unicode_string(bytes))));
+            push_token(&mut out, bytes);
+            let _ = write!(out, ": {id}");
         }
         out.push_str("\n  },\n  \"merges\": [");
         for (i, &(a, b)) in self.merges.iter().enumerate() {
-            out.push_str(if i == 0 { "\n    " } else { ",\n    " });
-            out.push_str(&format!(
-                "[{}, {}]",
-                js(&bytes_to_unicode_string(&self.vocab[a as usize])),
-                js(&bytes_to_unicode_string(&self.vocab[b as usize]))
-            ));
+            out.push_str(if i == 0 { "\n    [" } else { ",\n    [" });
+            push_token(&mut out, &self.vocab[a as usize]);
+            out.push_str(", ");
+            push_token(&mut out, &self.vocab[b as usize]);
+            out.push(']');
         }
         out.push_str(if self.merges.is_empty() { "]\n}\n" } else { "\n  ]\n}\n" });
         out
@@ -167,19 +170,19 @@ impl Tokenizer {
         let pattern = doc.get("pattern").and_then(Value::as_str).ok_or_else(|| invalid("no \"pattern\"".into()))?;
         let pattern = Pattern::parse(pattern).map_err(|e| invalid(e.to_string()))?;
         let field = |name: &str| doc.get(name).and_then(Value::as_object).ok_or_else(|| invalid(format!("no \"{name}\" object")));
-        let id_of = |v: &Value, what: &str| {
-            v.as_u64().filter(|&id| id < u32::MAX as u64).map(|id| id as u32).ok_or_else(|| invalid(format!("{what} has no valid id")))
+        let id_of = |v: &Value, what: &dyn Fn() -> String| {
+            v.as_u64().filter(|&id| id < u32::MAX as u64).map(|id| id as u32).ok_or_else(|| invalid(format!("{} has no valid id", what())))
         };
         let mut special_tokens = Vec::new();
         for (name, id) in field("special_tokens")? {
-            special_tokens.push((name.clone(), id_of(id, &format!("special token {name:?}"))?));
+            special_tokens.push((name.clone(), id_of(id, &|| format!("special token {name:?}"))?));
         }
         let vocab_obj = field("vocab")?;
         let size = vocab_obj.len() + special_tokens.len();
         let mut vocab: Vec<Option<Vec<u8>>> = vec![None; size];
-        let mut place = |id: u32, bytes: Vec<u8>, what: &str| -> Result<(), BpeError> {
+        let mut place = |id: u32, bytes: Vec<u8>, what: &dyn Fn() -> String| -> Result<(), BpeError> {
             match vocab.get_mut(id as usize) {
-                None => Err(invalid(format!("{what} has id {id}, but the ids must run from 0 to {}", size - 1))),
+                None => Err(invalid(format!("{} has id {id}, but the ids must run from 0 to {}", what(), size - 1))),
                 Some(Some(_)) => Err(invalid(format!("id {id} is used twice"))),
                 Some(slot) => {
                     *slot = Some(bytes);
@@ -189,13 +192,14 @@ impl Tokenizer {
         };
         for (token, id) in vocab_obj {
             let bytes = unicode_string_to_bytes(token).ok_or_else(|| invalid(format!("vocab entry {token:?} is not in byte-to-unicode form")))?;
-            place(id_of(id, &format!("vocab entry {token:?}"))?, bytes, &format!("vocab entry {token:?}"))?;
+            let what = || format!("vocab entry {token:?}");
+            place(id_of(id, &what)?, bytes, &what)?;
         }
         for (name, id) in &special_tokens {
-            place(*id, name.as_bytes().to_vec(), &format!("special token {name:?}"))?;
+            place(*id, name.as_bytes().to_vec(), &|| format!("special token {name:?}"))?;
         }
         let vocab: Vec<Vec<u8>> = vocab.into_iter().map(|t| t.expect("every id placed")).collect();
-        let ids: HashMap<&str, u32> = vocab_obj.iter().map(|(t, id)| (t.as_str(), id.as_u64().unwrap_or(0) as u32)).collect();
+        let ids: FxHashMap<&str, u32> = vocab_obj.iter().map(|(t, id)| (t.as_str(), id.as_u64().unwrap_or(0) as u32)).collect();
         let mut merges = Vec::new();
         let merge_list = doc.get("merges").and_then(Value::as_array).ok_or_else(|| invalid("no \"merges\" list".into()))?;
         for (rank, merge) in merge_list.iter().enumerate() {
@@ -249,19 +253,34 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), BpeError> {
 
 /// GPT-2's table from bytes to printable characters: printable Latin-1 bytes stand for
 /// themselves, the others are moved to U+0100 and up.
-pub fn byte_to_unicode() -> [char; 256] {
-    let mut table = ['\0'; 256];
-    let mut next = 256u32;
-    for b in 0..256u32 {
-        let printable = (b'!' as u32..=b'~' as u32).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
-        table[b as usize] = if printable {
-            char::from_u32(b).unwrap()
-        } else {
-            next += 1;
-            char::from_u32(next - 1).unwrap()
-        };
-    }
-    table
+pub fn byte_to_unicode() -> &'static [char; 256] {
+    static TABLE: OnceLock<[char; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = ['\0'; 256];
+        let mut next = 256u32;
+        for b in 0..256u32 {
+            let printable = (b'!' as u32..=b'~' as u32).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+            table[b as usize] = if printable {
+                char::from_u32(b).unwrap()
+            } else {
+                next += 1;
+                char::from_u32(next - 1).unwrap()
+            };
+        }
+        table
+    })
+}
+
+/// The inverse of `byte_to_unicode`, by code point (every character it uses is below U+0144).
+fn unicode_to_byte() -> &'static [Option<u8>; 0x144] {
+    static TABLE: OnceLock<[Option<u8>; 0x144]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = [None; 0x144];
+        for (b, &c) in byte_to_unicode().iter().enumerate() {
+            table[c as usize] = Some(b as u8);
+        }
+        table
+    })
 }
 
 pub fn bytes_to_unicode_string(bytes: &[u8]) -> String {
@@ -270,8 +289,42 @@ pub fn bytes_to_unicode_string(bytes: &[u8]) -> String {
 }
 
 pub fn unicode_string_to_bytes(s: &str) -> Option<Vec<u8>> {
+    let table = unicode_to_byte();
+    s.chars().map(|c| table.get(c as usize).copied().flatten()).collect()
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json does.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends the bytes of a token as a JSON string of GPT-2's characters.
+fn push_token(out: &mut String, bytes: &[u8]) {
     let table = byte_to_unicode();
-    s.chars().map(|c| table.iter().position(|&t| t == c).map(|b| b as u8)).collect()
+    out.push('"');
+    for &b in bytes {
+        // GPT-2's characters need no escaping but `"` and `\`.
+        match table[b as usize] {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Bytes shown as text where they are UTF-8, escaped where not.
@@ -300,6 +353,20 @@ mod tests {
         assert_eq!(back.merges(), tok.merges());
         assert_eq!(back.special_tokens(), tok.special_tokens());
         assert_eq!(back.to_json(), tok.to_json());
+    }
+
+    #[test]
+    fn json_strings_are_escaped_as_serde_json_does() {
+        for text in ["plain", "quote \" and \\ backslash", "\n\r\t\u{8}\u{c}\u{1}\u{1f}", "é中😀\u{7f}", "<|endoftext|>"] {
+            let mut out = String::new();
+            push_json_str(&mut out, text);
+            assert_eq!(out, serde_json::to_string(text).unwrap());
+        }
+        for b in 0..=255u8 {
+            let mut out = String::new();
+            push_token(&mut out, &[b]);
+            assert_eq!(out, serde_json::to_string(&bytes_to_unicode_string(&[b])).unwrap());
+        }
     }
 
     #[test]
