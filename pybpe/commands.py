@@ -12,9 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Optional
 
 from pybpe import tokenfile
 from pybpe.cli import _fmt_bytes, _show_token
@@ -23,7 +21,10 @@ from pybpe.interop import check_output_path
 from pybpe.progress import EncodingProgress
 from pybpe.tokenizer import Tokenizer
 
-DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+if TYPE_CHECKING:
+    import numpy as np
+
+DTYPES = {"uint16": "<u2", "uint32": "<u4"}
 DECODE_CHUNK_TOKENS = 1 << 20
 
 
@@ -87,7 +88,7 @@ def cmd_encode(args) -> int:
         sidecar = tok.encode_file(args.files, out, dtype=args.dtype, threads=args.threads, progress=progress)
     seconds = time.perf_counter() - started
     num_tokens = sidecar["num_tokens"]
-    itemsize = DTYPES[sidecar["dtype"]].itemsize
+    itemsize = tokenfile.ITEMSIZES[sidecar["dtype"]]
     print(f"pybpe encode: {', '.join(args.files)} -> {out}")
     print(f"  read          {_fmt_bytes(total_bytes)} in {len(args.files)} file{'s' if len(args.files) > 1 else ''}")
     print(f"  tokens        {num_tokens:,} ({sidecar['dtype']}, {_fmt_bytes(num_tokens * itemsize)})")
@@ -116,9 +117,11 @@ def parse_range(text: Optional[str]) -> slice:
     return slice(start, stop)
 
 
-def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Optional[str]) -> np.ndarray:
+def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Optional[str]) -> "np.ndarray":
     """The ids of a .bin token file, with the dtype its sidecar .bin.json names (else
     --dtype, else the smallest that holds the vocabulary)."""
+    import numpy as np
+
     sidecar_path = Path(f"{path}.json")
     if sidecar_path.is_file():
         try:
@@ -144,7 +147,7 @@ def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Opti
     if not path.is_file():
         raise FileError(f"{path}: no such file")
     size = path.stat().st_size
-    itemsize = DTYPES[dtype].itemsize
+    itemsize = tokenfile.ITEMSIZES[dtype]
     if size % itemsize:
         raise TokenizerFileError(f"{path}: {size:,} bytes is not a whole number of {dtype} ids")
     if size == 0:
@@ -154,6 +157,8 @@ def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Opti
 
 @writes_to_stdout
 def cmd_decode(args) -> int:
+    import numpy as np
+
     tok = load_tokenizer(args.tokenizer)
     selection = parse_range(args.range)
     ids = read_token_file(Path(args.file), tok, args.tokenizer, args.dtype)
@@ -202,6 +207,8 @@ def cmd_info(args) -> int:
 
 @writes_to_stdout
 def cmd_stats(args) -> int:
+    import numpy as np
+
     check_threads(args.threads)
     tok = load_tokenizer(args.tokenizer)
     total_bytes = check_inputs(args.files)

@@ -15,8 +15,6 @@ import os
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-import numpy as np
-
 from pybpe.errors import ConfigError, FileError
 
 FORMAT = "pybpe-tokens"
@@ -27,15 +25,19 @@ def sidecar_path(bin_path: Union[str, os.PathLike]) -> Path:
     return Path(f"{os.fspath(bin_path)}.json")
 
 
-def resolve_dtype(tokenizer, dtype: str) -> np.dtype:
+ITEMSIZES = {"uint16": 2, "uint32": 4}
+
+
+def resolve_dtype(tokenizer, dtype: str) -> str:
+    """The name of the dtype to write: `dtype`, or for "auto" the smallest that holds every id."""
     if dtype == "auto":
-        return tokenizer.dtype
-    if dtype not in ("uint16", "uint32"):
+        return "uint16" if tokenizer.vocab_size <= 1 << 16 else "uint32"
+    if dtype not in ITEMSIZES:
         raise ConfigError(f"dtype must be auto, uint16 or uint32, not {dtype!r}")
     if dtype == "uint16" and tokenizer.vocab_size > 1 << 16:
         raise ConfigError(f"uint16 holds ids below 65536, but the vocabulary has {tokenizer.vocab_size:,} tokens: "
                           f"use uint32 or auto")
-    return np.dtype(dtype)
+    return dtype
 
 
 def encode_files(tokenizer, paths, out_path, *, dtype: str = "auto", threads: int = 0,
@@ -50,15 +52,15 @@ def encode_files(tokenizer, paths, out_path, *, dtype: str = "auto", threads: in
         raise FileError(f"{out}: is a directory; give a file name for the output")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise FileError(f"{out}: the directory {out.parent} does not exist")
-    np_dtype = resolve_dtype(tokenizer, dtype)
+    dtype_name = resolve_dtype(tokenizer, dtype)
     tmp_bin = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp_json = out.with_name(f".{out.name}.json.tmp{os.getpid()}")
     try:
-        report = tokenizer._core.encode_files(paths, str(tmp_bin), np_dtype.itemsize, threads, progress)
+        report = tokenizer._core.encode_files(paths, str(tmp_bin), ITEMSIZES[dtype_name], threads, progress)
         sidecar = {
             "format": FORMAT,
             "version": VERSION,
-            "dtype": np_dtype.name,
+            "dtype": dtype_name,
             "num_tokens": report["num_tokens"],
             "vocab_size": tokenizer.vocab_size,
             "special_tokens": tokenizer.special_tokens,
@@ -94,8 +96,10 @@ def read_sidecar(bin_path: Union[str, os.PathLike]) -> dict:
     return meta
 
 
-def load_tokens(bin_path: Union[str, os.PathLike], mmap: bool = True) -> np.ndarray:
+def load_tokens(bin_path: Union[str, os.PathLike], mmap: bool = True) -> "np.ndarray":
     """The ids of a token file, memory-mapped, with the dtype its sidecar gives."""
+    import numpy as np
+
     meta = read_sidecar(bin_path)
     dtype = np.dtype(meta["dtype"]).newbyteorder("<")
     if mmap:

@@ -2,7 +2,7 @@
 //! Files are memory-mapped and cut into chunks that are encoded in parallel, a batch at a
 //! time, so memory is bounded by threads x chunk size, not by the corpus.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -54,9 +54,43 @@ pub fn encode_files(
         total += meta.len();
     }
     let file = std::fs::File::create(out).map_err(|e| BpeError::io(out, &e))?;
-    let mut writer = BufWriter::with_capacity(8 << 20, file);
     let threads = pool.current_num_threads();
-    let mut bytes_out = Vec::new();
+    // A writer thread writes one batch while the pool encodes the next.
+    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(1);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<(), BpeError> {
+            let mut file = file;
+            for batch in receive {
+                for bytes in batch {
+                    file.write_all(&bytes).map_err(|e| BpeError::io(out, &e))?;
+                }
+            }
+            file.sync_all().map_err(|e| BpeError::io(out, &e))
+        });
+        let encoded = encode_into_batches(encoder, inputs, itemsize, threads, pool, total, &mut report, progress, &send);
+        drop(send);
+        let written = writer.join().expect("writer thread");
+        encoded.and(written)
+    })?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Encodes the inputs chunk by chunk, `threads * 2` chunks at a time in parallel, each to
+/// its bytes in the output format, and sends each batch to the writer.
+#[allow(clippy::too_many_arguments)]
+fn encode_into_batches(
+    encoder: &Encoder,
+    inputs: &[PathBuf],
+    itemsize: usize,
+    threads: usize,
+    pool: &rayon::ThreadPool,
+    total: u64,
+    report: &mut EncodeFilesReport,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+    writer: &std::sync::mpsc::SyncSender<Vec<Vec<u8>>>,
+) -> Result<(), BpeError> {
+    let tokenizer = encoder.tokenizer();
     for path in inputs {
         let file = std::fs::File::open(path).map_err(|e| BpeError::io(path, &e))?;
         let len = file.metadata().map_err(|e| BpeError::io(path, &e))?.len();
@@ -74,31 +108,37 @@ pub fn encode_files(
             let batch: Vec<(usize, usize)> = chunks.by_ref().take(threads * 2).collect();
             let Some(&(first, _)) = batch.first() else { break };
             let batch = &batch[..];
-            let encoded: Vec<(Vec<u32>, u64)> = pool.install(|| {
+            let encoded: Vec<(Vec<u8>, u64, u64)> = pool.install(|| {
                 batch
                     .par_iter()
                     .map(|&(start, end)| {
                         let bytes = &map[start..end];
-                        match std::str::from_utf8(bytes) {
+                        let (ids, invalid) = match std::str::from_utf8(bytes) {
                             Ok(text) => (encode_all_specials(encoder, text), 0),
                             Err(_) => {
                                 let invalid = bytes.utf8_chunks().map(|c| c.invalid().len() as u64).sum();
                                 (encode_all_specials(encoder, &String::from_utf8_lossy(bytes)), invalid)
                             }
+                        };
+                        let mut out = Vec::with_capacity(ids.len() * itemsize);
+                        if itemsize == 2 {
+                            out.extend(ids.iter().flat_map(|&id| (id as u16).to_le_bytes()));
+                        } else {
+                            out.extend(ids.iter().flat_map(|&id| id.to_le_bytes()));
                         }
+                        (out, ids.len() as u64, invalid)
                     })
                     .collect()
             });
-            for (ids, invalid) in encoded {
-                report.num_tokens += ids.len() as u64;
+            let mut bytes = Vec::with_capacity(encoded.len());
+            for (out, num_tokens, invalid) in encoded {
+                report.num_tokens += num_tokens;
                 report.invalid_utf8_bytes += invalid;
-                bytes_out.clear();
-                if itemsize == 2 {
-                    bytes_out.extend(ids.iter().flat_map(|&id| (id as u16).to_le_bytes()));
-                } else {
-                    bytes_out.extend(ids.iter().flat_map(|&id| id.to_le_bytes()));
-                }
-                writer.write_all(&bytes_out).map_err(|e| BpeError::io(out, &e))?;
+                bytes.push(out);
+            }
+            if writer.send(bytes).is_err() {
+                // The writer stopped on an error, which it returns.
+                return Ok(());
             }
             report.bytes_read += batch.iter().map(|(s, e)| (e - s) as u64).sum::<u64>();
             release_pages(&map, first, batch[batch.len() - 1].1);
@@ -107,10 +147,7 @@ pub fn encode_files(
             }
         }
     }
-    writer.flush().map_err(|e| BpeError::io(out, &e))?;
-    writer.get_ref().sync_all().map_err(|e| BpeError::io(out, &e))?;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(())
 }
 
 fn encode_all_specials(encoder: &Encoder, text: &str) -> Vec<u32> {

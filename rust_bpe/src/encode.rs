@@ -448,23 +448,31 @@ impl Encoder {
 
     /// Encodes `text` (tiktoken's `encode`), in parallel chunks when `threads` > 1.
     pub fn encode(&self, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Vec<u32>, BpeError> {
+        Ok(concat(self.encode_parts(text, allowed, disallowed, pool)?))
+    }
+
+    /// `encode`, with the ids left in the parts that were encoded in parallel (joined, they
+    /// are the ids of `text`): for callers that copy them out anyway.
+    pub fn encode_parts(&self, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Vec<Vec<u32>>, BpeError> {
         let (specials, ids) = self.prepare_specials(text, allowed, disallowed)?;
         Ok(self.encode_chunks(text, &specials, &ids, pool))
     }
 
-    fn encode_chunks(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Vec<u32> {
+    /// The ids of `text` in parts (one per chunk, in order), encoded in parallel when the
+    /// pool has several threads; one part otherwise.
+    fn encode_chunks(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Vec<Vec<u32>> {
         let threads = pool.map_or(1, |p| p.current_num_threads());
         const MIN_CHUNK: usize = 256 << 10;
         if threads <= 1 || text.len() < 2 * MIN_CHUNK {
             let mut out = Vec::with_capacity(text.len() / 4 + 16);
             self.encode_with_specials_into(text, specials, ids, &mut out);
-            return out;
+            return vec![out];
         }
         let target = (text.len() / (threads * 4)).clamp(MIN_CHUNK, 8 << 20);
         // Cuts that the full special-token set does not cross are safe for any subset.
         let cuts = cut_points(text.as_bytes(), target, self.tokenizer.pattern(), if self.tokenizer.pattern().is_builtin() { self.tokenizer.specials() } else { specials });
         let pool = pool.expect("threads > 1 come with a pool");
-        let parts: Vec<Vec<u32>> = pool.install(|| {
+        pool.install(|| {
             cuts.par_windows(2)
                 .map(|w| {
                     let mut out = Vec::with_capacity((w[1] - w[0]) / 4 + 16);
@@ -472,17 +480,12 @@ impl Encoder {
                     out
                 })
                 .collect()
-        });
-        let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        for part in parts {
-            out.extend_from_slice(&part);
-        }
-        out
+        })
     }
 
     pub fn encode_ordinary(&self, text: &str, pool: Option<&rayon::ThreadPool>) -> Vec<u32> {
         let none = SpecialTokens::new(&[]).expect("no specials");
-        self.encode_chunks(text, &none, &[], pool)
+        concat(self.encode_chunks(text, &none, &[], pool))
     }
 
     /// Encodes many texts, in parallel over the texts.
@@ -502,6 +505,18 @@ impl Encoder {
         }
         Ok(out)
     }
+}
+
+/// The parts joined (the one part itself when there is one).
+fn concat(mut parts: Vec<Vec<u32>>) -> Vec<u32> {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for part in parts {
+        out.extend_from_slice(&part);
+    }
+    out
 }
 
 /// Appends the ids of a cached pre-token.

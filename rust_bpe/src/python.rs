@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict};
+use rayon::prelude::*;
 
 use crate::corpus::encode_files;
 use crate::encode::{Allowed, Encoder};
@@ -201,17 +202,22 @@ impl CoreTokenizer {
     ) -> PyResult<Bound<'py, PyByteArray>> {
         let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
         let pool = pool(threads)?;
-        let ids = py.detach(|| self.encoder().encode(text, &allowed, &disallowed, pool.as_deref())).map_err(to_py_err)?;
-        PyByteArray::new_with(py, ids.len() * itemsize, |buf| {
-            if itemsize == 2 {
-                for (out, &id) in buf.chunks_exact_mut(2).zip(&ids) {
-                    out.copy_from_slice(&(id as u16).to_le_bytes());
-                }
-            } else {
-                for (out, &id) in buf.chunks_exact_mut(4).zip(&ids) {
-                    out.copy_from_slice(&id.to_le_bytes());
-                }
+        let parts = py.detach(|| self.encoder().encode_parts(text, &allowed, &disallowed, pool.as_deref())).map_err(to_py_err)?;
+        let total: usize = parts.iter().map(Vec::len).sum();
+        PyByteArray::new_with(py, total * itemsize, |buf| {
+            // Each part is written to its own slice of the array, in parallel when there is a pool.
+            let mut slices = Vec::with_capacity(parts.len());
+            let mut rest = buf;
+            for part in &parts {
+                let (head, tail) = rest.split_at_mut(part.len() * itemsize);
+                slices.push(head);
+                rest = tail;
             }
+            let fill = |(out, ids): (&mut &mut [u8], &Vec<u32>)| write_le(out, ids, itemsize);
+            py.detach(|| match pool.as_deref() {
+                Some(pool) => pool.install(|| slices.par_iter_mut().zip(&parts).for_each(fill)),
+                None => slices.iter_mut().zip(&parts).for_each(fill),
+            });
             Ok(())
         })
     }
@@ -388,4 +394,17 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GPT2_REGEX", crate::pretokenize::GPT2_REGEX)?;
     m.add("GPT4_REGEX", crate::pretokenize::GPT4_REGEX)?;
     Ok(())
+}
+
+/// `ids` as little-endian integers of `itemsize` bytes (2 or 4) into `out`.
+fn write_le(out: &mut [u8], ids: &[u32], itemsize: usize) {
+    if itemsize == 2 {
+        for (out, &id) in out.chunks_exact_mut(2).zip(ids) {
+            out.copy_from_slice(&(id as u16).to_le_bytes());
+        }
+    } else {
+        for (out, &id) in out.chunks_exact_mut(4).zip(ids) {
+            out.copy_from_slice(&id.to_le_bytes());
+        }
+    }
 }
