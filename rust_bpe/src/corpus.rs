@@ -120,12 +120,8 @@ fn encode_into_batches(
                                 (encode_all_specials(encoder, &String::from_utf8_lossy(bytes)), invalid)
                             }
                         };
-                        let mut out = Vec::with_capacity(ids.len() * itemsize);
-                        if itemsize == 2 {
-                            out.extend(ids.iter().flat_map(|&id| (id as u16).to_le_bytes()));
-                        } else {
-                            out.extend(ids.iter().flat_map(|&id| id.to_le_bytes()));
-                        }
+                        let mut out = vec![0u8; ids.len() * itemsize];
+                        write_le(&mut out, &ids, itemsize);
                         (out, ids.len() as u64, invalid)
                     })
                     .collect()
@@ -153,4 +149,17 @@ fn encode_into_batches(
 fn encode_all_specials(encoder: &Encoder, text: &str) -> Vec<u32> {
     use crate::encode::Allowed;
     encoder.encode(text, &Allowed::All, &Allowed::None, None).expect("no special token is disallowed")
+}
+
+/// `ids` as little-endian integers of `itemsize` bytes (2 or 4) into `out`.
+pub(crate) fn write_le(out: &mut [u8], ids: &[u32], itemsize: usize) {
+    if itemsize == 2 {
+        for (out, &id) in out.chunks_exact_mut(2).zip(ids) {
+            out.copy_from_slice(&(id as u16).to_le_bytes());
+        }
+    } else {
+        for (out, &id) in out.chunks_exact_mut(4).zip(ids) {
+            out.copy_from_slice(&id.to_le_bytes());
+        }
+    }
 }

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict};
 use rayon::prelude::*;
 
-use crate::corpus::encode_files;
+use crate::corpus::{encode_files, write_le};
 use crate::encode::{Allowed, Encoder};
 use crate::error::BpeError;
 use crate::pretokenize::Pattern;
@@ -394,17 +394,4 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GPT2_REGEX", crate::pretokenize::GPT2_REGEX)?;
     m.add("GPT4_REGEX", crate::pretokenize::GPT4_REGEX)?;
     Ok(())
-}
-
-/// `ids` as little-endian integers of `itemsize` bytes (2 or 4) into `out`.
-fn write_le(out: &mut [u8], ids: &[u32], itemsize: usize) {
-    if itemsize == 2 {
-        for (out, &id) in out.chunks_exact_mut(2).zip(ids) {
-            out.copy_from_slice(&(id as u16).to_le_bytes());
-        }
-    } else {
-        for (out, &id) in out.chunks_exact_mut(4).zip(ids) {
-            out.copy_from_slice(&id.to_le_bytes());
-        }
-    }
 }
