@@ -84,6 +84,35 @@ impl Cached {
     }
 }
 
+/// Pre-tokens of a text, encoded together (see `Encoder::encode_text`).
+struct Block {
+    ranges: [(usize, usize); BLOCK],
+    /// The packed bytes of each pre-token and their hash; 0 for one too long to pack.
+    keys: [(u128, u64); BLOCK],
+    n: usize,
+}
+
+impl Block {
+    fn new() -> Block {
+        Block { ranges: [(0, 0); BLOCK], keys: [(0, 0); BLOCK], n: 0 }
+    }
+
+    /// Packs the keys and asks the cache slots they will look up into L2.
+    #[inline(always)]
+    fn prepare(&mut self, bytes: &[u8], table: &PackedTable<Cached>) {
+        for (key, &(start, end)) in self.keys.iter_mut().zip(&self.ranges[..self.n]) {
+            *key = if end - start <= MAX_PACKED {
+                let packed = pack_at(bytes, start, end);
+                let h = hash(packed);
+                table.prefetch_l2(h);
+                (packed, h)
+            } else {
+                (0, 0)
+            };
+        }
+    }
+}
+
 /// Per-thread memory of pre-tokens already encoded.
 struct Cache {
     encoder: u64,
@@ -180,34 +209,40 @@ impl Encoder {
         self.pair_ranks.get(a, b)
     }
 
-    /// Appends the ids of the pre-tokens of `text`, a block of them at a time.
+    /// Appends the ids of the pre-tokens of `text`, a block of them at a time: while one
+    /// block is split, the cache slots of the block before it are asked into L2, so that
+    /// by the time that block is encoded they have come from memory.
     fn encode_text(&self, text: &str, cache: &mut Cache, out: &mut Vec<u32>) {
         let bytes = text.as_bytes();
-        let mut ranges = [(0usize, 0usize); BLOCK];
-        let mut n = 0;
+        let mut blocks = [Block::new(), Block::new()];
+        let (mut filling, mut waiting) = (0, None::<usize>);
         self.tokenizer.pattern().split_ranges(text, |start, end| {
-            ranges[n] = (start, end);
-            n += 1;
-            if n == BLOCK {
-                self.encode_block(bytes, &ranges, cache, out);
-                n = 0;
+            let block = &mut blocks[filling];
+            block.ranges[block.n] = (start, end);
+            block.n += 1;
+            if block.n == BLOCK {
+                block.prepare(bytes, &cache.short);
+                if let Some(w) = waiting {
+                    self.encode_block(bytes, &blocks[w], cache, out);
+                    blocks[w].n = 0;
+                }
+                waiting = Some(filling);
+                filling ^= 1;
             }
         });
-        self.encode_block(bytes, &ranges[..n], cache, out);
+        if let Some(w) = waiting {
+            self.encode_block(bytes, &blocks[w], cache, out);
+        }
+        blocks[filling].prepare(bytes, &cache.short);
+        self.encode_block(bytes, &blocks[filling], cache, out);
     }
 
-    /// Encodes a block of pre-tokens: their packed keys first, then each is looked up in
-    /// the cache, whose slot was prefetched `AHEAD` lookups before, and merged if missing.
+    /// Encodes a prepared block of pre-tokens: each is looked up in the cache, whose slot
+    /// is asked into L1 `AHEAD` lookups before, and merged if missing.
     #[inline(never)]
-    fn encode_block(&self, bytes: &[u8], ranges: &[(usize, usize)], cache: &mut Cache, out: &mut Vec<u32>) {
-        let n = ranges.len();
-        let mut keys = [(0u128, 0u64); BLOCK];
-        for (key, &(start, end)) in keys.iter_mut().zip(ranges) {
-            if end - start <= MAX_PACKED {
-                let packed = pack_at(bytes, start, end);
-                *key = (packed, hash(packed));
-            }
-        }
+    fn encode_block(&self, bytes: &[u8], block: &Block, cache: &mut Cache, out: &mut Vec<u32>) {
+        let n = block.n;
+        let (ranges, keys) = (&block.ranges, &block.keys);
         for &(_, h) in &keys[..n.min(AHEAD)] {
             cache.short.prefetch(h);
         }
@@ -464,7 +499,7 @@ impl Encoder {
         let threads = pool.map_or(1, |p| p.current_num_threads());
         const MIN_CHUNK: usize = 256 << 10;
         if threads <= 1 || text.len() < 2 * MIN_CHUNK {
-            let mut out = Vec::with_capacity(text.len() / 4 + 16);
+            let mut out = crate::huge_pages::vec_with_capacity(text.len() / 4 + 16);
             self.encode_with_specials_into(text, specials, ids, &mut out);
             return vec![out];
         }
@@ -475,7 +510,7 @@ impl Encoder {
         pool.install(|| {
             cuts.par_windows(2)
                 .map(|w| {
-                    let mut out = Vec::with_capacity((w[1] - w[0]) / 4 + 16);
+                    let mut out = crate::huge_pages::vec_with_capacity((w[1] - w[0]) / 4 + 16);
                     self.encode_with_specials_into(&text[w[0]..w[1]], specials, ids, &mut out);
                     out
                 })
