@@ -122,6 +122,8 @@ struct Cache {
     /// Scratch space of the merge loop.
     parts: Vec<u32>,
     ranks: Vec<u32>,
+    /// Bytes of text the cache was sized for so far.
+    text_seen: usize,
 }
 
 thread_local! {
@@ -193,13 +195,15 @@ impl Encoder {
                     arena: Vec::new(),
                     parts: Vec::new(),
                     ranks: Vec::new(),
+                    text_seen: 0,
                 });
             }
             let cache = slot.as_mut().expect("cache");
             // Distinct pre-tokens grow as a power of the text length (Heaps' law); room for
             // them up front saves growing the table step by step.
-            let distinct = (text_len as f64).powf(0.7) as usize;
-            cache.short.reserve((cache.short.len() + distinct).min(MAX_CACHE_ENTRIES));
+            let distinct = ((cache.text_seen + text_len) as f64).powf(0.7) as usize;
+            cache.short.reserve((self.short_tokens.len() + distinct).min(MAX_CACHE_ENTRIES));
+            cache.text_seen += text_len;
             f(cache)
         })
     }
@@ -435,8 +439,10 @@ impl Encoder {
     }
 
     /// Ids of text reading the special tokens `specials` recognises.
-    fn encode_with_specials_into(&self, text: &str, specials: &SpecialTokens, ids: &[u32], out: &mut Vec<u32>) {
-        self.with_cache(text.len(), |cache| {
+    /// `thread_text_len`: how much text this thread is expected to encode in all, this text
+    /// and the rest of its share of a parallel job (the cache is sized for it once).
+    fn encode_with_specials_into(&self, text: &str, specials: &SpecialTokens, ids: &[u32], thread_text_len: usize, out: &mut Vec<u32>) {
+        self.with_cache(thread_text_len.max(text.len()), |cache| {
             specials.for_each_piece(text, |piece| match piece {
                 Piece::Text(t) => self.encode_text(t, cache, out),
                 Piece::Special(i) => out.push(ids[i]),
@@ -500,7 +506,7 @@ impl Encoder {
         const MIN_CHUNK: usize = 256 << 10;
         if threads <= 1 || text.len() < 2 * MIN_CHUNK {
             let mut out = crate::huge_pages::vec_with_capacity(text.len() / 4 + 16);
-            self.encode_with_specials_into(text, specials, ids, &mut out);
+            self.encode_with_specials_into(text, specials, ids, text.len(), &mut out);
             return vec![out];
         }
         let target = (text.len() / (threads * 4)).clamp(MIN_CHUNK, 8 << 20);
@@ -511,7 +517,7 @@ impl Encoder {
             cuts.par_windows(2)
                 .map(|w| {
                     let mut out = crate::huge_pages::vec_with_capacity((w[1] - w[0]) / 4 + 16);
-                    self.encode_with_specials_into(&text[w[0]..w[1]], specials, ids, &mut out);
+                    self.encode_with_specials_into(&text[w[0]..w[1]], specials, ids, text.len() / threads, &mut out);
                     out
                 })
                 .collect()
