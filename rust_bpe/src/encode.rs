@@ -298,7 +298,7 @@ impl Encoder {
             keys[j] = key(self.byte_pair_ranks[(piece[j] as usize) << 8 | piece[j + 1] as usize], j);
         }
         loop {
-            let best = keys.iter().copied().min().unwrap_or(u32::MAX);
+            let best = keys[..n.saturating_sub(1)].iter().fold(u32::MAX, |m, &k| m.min(k));
             if best == u32::MAX {
                 break;
             }
