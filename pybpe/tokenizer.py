@@ -176,20 +176,21 @@ class Tokenizer:
         *,
         allowed_special: Union[str, AbstractSet[str]] = (),
         disallowed_special: Union[str, Collection[str]] = "all",
-        threads: Optional[int] = 1,
+        threads: Optional[int] = None,
     ) -> list[int]:
         """Token ids of `text`, exactly as tiktoken's `encode`.
 
         Special tokens in `allowed_special` ("all" or a set) are read as special tokens;
         text that holds a disallowed one raises SpecialTokenError (a ValueError). Pass
-        `disallowed_special=()` to encode such text as ordinary text. `threads=None` uses
-        all cores (a long text is cut into chunks encoded in parallel).
+        `disallowed_special=()` to encode such text as ordinary text. A long text (from
+        512 KiB) is cut into chunks encoded in parallel on `threads` threads (None, the
+        default: all cores; 1: this thread only); the ids are the same for any count.
         """
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
         return _on_text(self._core.encode, text, allowed, disallowed, _threads(threads))
 
-    def encode_ordinary(self, text: str, *, threads: Optional[int] = 1) -> list[int]:
-        """Token ids of `text` with special tokens treated as plain text."""
+    def encode_ordinary(self, text: str, *, threads: Optional[int] = None) -> list[int]:
+        """Token ids of `text` with special tokens treated as plain text (`threads` as in `encode`)."""
         return _on_text(self._core.encode_ordinary, text, _threads(threads))
 
     def encode_batch(
@@ -221,7 +222,7 @@ class Tokenizer:
         *,
         allowed_special: Union[str, AbstractSet[str]] = (),
         disallowed_special: Union[str, Collection[str]] = "all",
-        threads: Optional[int] = 1,
+        threads: Optional[int] = None,
     ) -> "np.ndarray":
         """`encode` into a numpy array (uint16 when the vocabulary fits, else uint32)."""
         import numpy as np
