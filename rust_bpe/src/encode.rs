@@ -8,7 +8,8 @@
 //! parallel chunks cut where no pre-token or special token crosses.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rayon::prelude::*;
@@ -182,15 +183,21 @@ impl Encoder {
         &self.tokenizer
     }
 
-    /// Runs `f` with this thread's cache, sized for `text_len` more bytes of text.
-    fn with_cache<R>(&self, text_len: usize, f: impl FnOnce(&mut Cache) -> R) -> R {
+    /// Runs `f` with this thread's cache, sized for `text_len` more bytes of text, and for
+    /// `expected_len` bytes in all if that is more (the rest of a thread's share of a job).
+    fn with_cache<R>(&self, text_len: usize, expected_len: usize, f: impl FnOnce(&mut Cache) -> R) -> R {
         CACHE.with(|cell| {
             let mut slot = cell.borrow_mut();
             let stale = slot.as_ref().is_none_or(|c| c.encoder != self.id || c.short.len() + c.long.len() > MAX_CACHE_ENTRIES);
+            let seen = if stale { 0 } else { slot.as_ref().map_or(0, |c| c.text_seen) };
+            // Distinct pre-tokens grow as a power of the text length (Heaps' law); room for
+            // them up front saves growing the table step by step.
+            let distinct = ((seen + text_len).max(expected_len) as f64).powf(0.7) as usize;
+            let wanted = (self.short_tokens.len() + distinct).min(MAX_CACHE_ENTRIES);
             if stale {
                 *slot = Some(Cache {
                     encoder: self.id,
-                    short: self.short_tokens.clone(),
+                    short: self.short_tokens.clone_with_capacity(wanted),
                     long: FxHashMap::default(),
                     arena: Vec::new(),
                     parts: Vec::new(),
@@ -199,10 +206,7 @@ impl Encoder {
                 });
             }
             let cache = slot.as_mut().expect("cache");
-            // Distinct pre-tokens grow as a power of the text length (Heaps' law); room for
-            // them up front saves growing the table step by step.
-            let distinct = ((cache.text_seen + text_len) as f64).powf(0.7) as usize;
-            cache.short.reserve((self.short_tokens.len() + distinct).min(MAX_CACHE_ENTRIES));
+            cache.short.reserve(wanted);
             cache.text_seen += text_len;
             f(cache)
         })
@@ -433,7 +437,7 @@ impl Encoder {
 
     /// Ids of text with no special tokens read (tiktoken's `encode_ordinary`).
     pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) {
-        self.with_cache(text.len(), |cache| {
+        self.with_cache(text.len(), 0, |cache| {
             self.encode_text(text, cache, out);
         })
     }
@@ -442,7 +446,7 @@ impl Encoder {
     /// `thread_text_len`: how much text this thread is expected to encode in all, this text
     /// and the rest of its share of a parallel job (the cache is sized for it once).
     fn encode_with_specials_into(&self, text: &str, specials: &SpecialTokens, ids: &[u32], thread_text_len: usize, out: &mut Vec<u32>) {
-        self.with_cache(thread_text_len.max(text.len()), |cache| {
+        self.with_cache(text.len(), thread_text_len, |cache| {
             specials.for_each_piece(text, |piece| match piece {
                 Piece::Text(t) => self.encode_text(t, cache, out),
                 Piece::Special(i) => out.push(ids[i]),
@@ -513,15 +517,27 @@ impl Encoder {
         // Cuts that the full special-token set does not cross are safe for any subset.
         let cuts = cut_points(text.as_bytes(), target, self.tokenizer.pattern(), if self.tokenizer.pattern().is_builtin() { self.tokenizer.specials() } else { specials });
         let pool = pool.expect("threads > 1 come with a pool");
-        pool.install(|| {
-            cuts.par_windows(2)
-                .map(|w| {
-                    let mut out = crate::huge_pages::vec_with_capacity((w[1] - w[0]) / 4 + 16);
-                    self.encode_with_specials_into(&text[w[0]..w[1]], specials, ids, text.len() / threads, &mut out);
-                    out
-                })
-                .collect()
-        })
+        let num_chunks = cuts.len() - 1;
+        let next_chunk = AtomicUsize::new(0);
+        let parts: Vec<Mutex<Vec<u32>>> = (0..num_chunks).map(|_| Mutex::new(Vec::new())).collect();
+        let take_chunks = || loop {
+            let i = next_chunk.fetch_add(1, Ordering::Relaxed);
+            if i >= num_chunks {
+                break;
+            }
+            let chunk = &text[cuts[i]..cuts[i + 1]];
+            let mut out = crate::huge_pages::vec_with_capacity(chunk.len() / 4 + 16);
+            self.encode_with_specials_into(chunk, specials, ids, text.len() / threads, &mut out);
+            *parts[i].lock().expect("a part") = out;
+        };
+        // The calling thread takes chunks too, with the cache its earlier calls filled.
+        pool.in_place_scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(|_| take_chunks());
+            }
+            take_chunks();
+        });
+        parts.into_iter().map(|part| part.into_inner().expect("a part")).collect()
     }
 
     pub fn encode_ordinary(&self, text: &str, pool: Option<&rayon::ThreadPool>) -> Vec<u32> {
@@ -622,7 +638,7 @@ mod tests {
         for n in [10, 63, 64, 65, 200, 5000] {
             let piece = "a".repeat(n);
             let mut short = Vec::new();
-            enc.with_cache(0, |cache| {
+            enc.with_cache(0, 0, |cache| {
                 let parts_len = piece.len();
                 if parts_len <= 64 {
                     enc.merge(piece.as_bytes(), cache, &mut short);
