@@ -507,8 +507,12 @@ impl Encoder {
     /// pool has several threads; one part otherwise.
     fn encode_chunks(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Vec<Vec<u32>> {
         let threads = pool.map_or(1, |p| p.current_num_threads());
-        const MIN_CHUNK: usize = 256 << 10;
-        if threads <= 1 || text.len() < 2 * MIN_CHUNK {
+        // A thread whose cache is cold spends several milliseconds on its first megabytes
+        // (seeding the cache, merging the common words again), so shorter texts are faster
+        // on one thread.
+        const MIN_PARALLEL: usize = 6 << 20;
+        const MIN_CHUNK: usize = 1 << 20;
+        if threads <= 1 || text.len() < MIN_PARALLEL {
             let mut out = crate::huge_pages::vec_with_capacity(text.len() / 4 + 16);
             self.encode_with_specials_into(text, specials, ids, text.len(), &mut out);
             return vec![out];
@@ -656,7 +660,8 @@ mod tests {
     #[test]
     fn parallel_chunks_give_the_same_ids() {
         let enc = trained();
-        let text = "the quick brown fox\njumps over the lazy dog<|endoftext|>\n".repeat(40_000);
+        // Past the length from which a text is encoded in parallel chunks (6 MiB).
+        let text = "the quick brown fox\njumps over the lazy dog<|endoftext|>\n".repeat(120_000);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         let one = enc.encode(&text, &Allowed::All, &Allowed::None, None).unwrap();
         let many = enc.encode(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap();
