@@ -238,10 +238,10 @@ impl Encoder {
                 filling ^= 1;
             }
         });
+        blocks[filling].prepare(bytes, &cache.short);
         if let Some(w) = waiting {
             self.encode_block(bytes, &blocks[w], cache, out);
         }
-        blocks[filling].prepare(bytes, &cache.short);
         self.encode_block(bytes, &blocks[filling], cache, out);
     }
 
@@ -513,7 +513,7 @@ impl Encoder {
         const MIN_PARALLEL: usize = 6 << 20;
         const MIN_CHUNK: usize = 1 << 20;
         if threads <= 1 || text.len() < MIN_PARALLEL {
-            let mut out = crate::huge_pages::vec_with_capacity(text.len() / 4 + 16);
+            let mut out = ids_buffer(text.len());
             self.encode_with_specials_into(text, specials, ids, text.len(), &mut out);
             return vec![out];
         }
@@ -530,7 +530,7 @@ impl Encoder {
                 break;
             }
             let chunk = &text[cuts[i]..cuts[i + 1]];
-            let mut out = crate::huge_pages::vec_with_capacity(chunk.len() / 4 + 16);
+            let mut out = ids_buffer(chunk.len());
             self.encode_with_specials_into(chunk, specials, ids, text.len() / threads, &mut out);
             *parts[i].lock().expect("a part") = out;
         };
@@ -566,6 +566,11 @@ impl Encoder {
         }
         Ok(out)
     }
+}
+
+/// Room for the ids of `text_len` bytes of text (about 4 bytes a token; it grows if not).
+fn ids_buffer(text_len: usize) -> Vec<u32> {
+    crate::huge_pages::vec_with_capacity(text_len / 4 + 16)
 }
 
 /// The parts joined (the one part itself when there is one).

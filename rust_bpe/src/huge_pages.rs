@@ -11,7 +11,7 @@ pub fn vec_with_capacity<T>(capacity: usize) -> Vec<T> {
 
 /// Asks the kernel to back `len` bytes at `start` with huge pages when they are first
 /// written (a hint; nothing happens where it is not supported).
-pub fn advise(start: *const u8, len: usize) {
+fn advise(start: *const u8, len: usize) {
     #[cfg(target_os = "linux")]
     {
         const HUGE_PAGE: usize = 2 << 20;
