@@ -87,10 +87,30 @@ impl Cached {
 
 /// Pre-tokens of a text, encoded together (see `Encoder::encode_text`).
 struct Block {
+    /// Where each pre-token starts and ends in the text, or (`SPECIAL`, id) for a special
+    /// token.
     ranges: [(usize, usize); BLOCK],
     /// The packed bytes of each pre-token and their hash; 0 for one too long to pack.
     keys: [(u128, u64); BLOCK],
     n: usize,
+}
+
+/// The start of a range that stands for a special token.
+const SPECIAL: usize = usize::MAX;
+
+/// A thread's two blocks, one filling while the other waits for its cache slots.
+struct Blocks {
+    pair: Box<[Block; 2]>,
+    filling: usize,
+    waiting: bool,
+}
+
+impl Blocks {
+    /// The cache's blocks (made once per thread: they are 24 KiB).
+    fn of(cache: &mut Cache) -> Blocks {
+        let pair = cache.blocks.take().unwrap_or_else(|| Box::new([Block::new(), Block::new()]));
+        Blocks { pair, filling: 0, waiting: false }
+    }
 }
 
 impl Block {
@@ -102,7 +122,7 @@ impl Block {
     #[inline(always)]
     fn prepare(&mut self, bytes: &[u8], table: &PackedTable<Cached>) {
         for (key, &(start, end)) in self.keys.iter_mut().zip(&self.ranges[..self.n]) {
-            *key = if end - start <= MAX_PACKED {
+            *key = if start != SPECIAL && end - start <= MAX_PACKED {
                 let packed = pack_at(bytes, start, end);
                 let h = hash(packed);
                 table.prefetch_l2(h);
@@ -123,6 +143,7 @@ struct Cache {
     /// Scratch space of the merge loop.
     parts: Vec<u32>,
     ranks: Vec<u32>,
+    blocks: Option<Box<[Block; 2]>>,
     /// Bytes of text the cache was sized for so far.
     text_seen: usize,
 }
@@ -202,6 +223,7 @@ impl Encoder {
                     arena: Vec::new(),
                     parts: Vec::new(),
                     ranks: Vec::new(),
+                    blocks: None,
                     text_seen: 0,
                 });
             }
@@ -221,28 +243,57 @@ impl Encoder {
     /// block is split, the cache slots of the block before it are asked into L2, so that
     /// by the time that block is encoded they have come from memory.
     fn encode_text(&self, text: &str, cache: &mut Cache, out: &mut Vec<u32>) {
+        let mut blocks = Blocks::of(cache);
         let bytes = text.as_bytes();
-        let mut blocks = [Block::new(), Block::new()];
-        let (mut filling, mut waiting) = (0, None::<usize>);
-        self.tokenizer.pattern().split_ranges(text, |start, end| {
-            let block = &mut blocks[filling];
-            block.ranges[block.n] = (start, end);
-            block.n += 1;
-            if block.n == BLOCK {
-                block.prepare(bytes, &cache.short);
-                if let Some(w) = waiting {
-                    self.encode_block(bytes, &blocks[w], cache, out);
-                    blocks[w].n = 0;
-                }
-                waiting = Some(filling);
-                filling ^= 1;
+        self.tokenizer.pattern().split_ranges(text, |start, end| self.push_range(&mut blocks, bytes, start, end, cache, out));
+        self.finish(blocks, bytes, cache, out);
+    }
+
+    /// `encode_text` of the text between special tokens, and the ids of the special tokens,
+    /// through the same blocks (a text of many short documents keeps them full).
+    fn encode_pieces(&self, text: &str, specials: &SpecialTokens, ids: &[u32], cache: &mut Cache, out: &mut Vec<u32>) {
+        let mut blocks = Blocks::of(cache);
+        let bytes = text.as_bytes();
+        specials.for_each_piece(text, |piece| match piece {
+            Piece::Text(t) => {
+                let offset = t.as_ptr() as usize - bytes.as_ptr() as usize;
+                self.tokenizer.pattern().split_ranges(t, |start, end| {
+                    self.push_range(&mut blocks, bytes, offset + start, offset + end, cache, out)
+                });
             }
+            Piece::Special(i) => self.push_range(&mut blocks, bytes, SPECIAL, ids[i] as usize, cache, out),
         });
-        blocks[filling].prepare(bytes, &cache.short);
-        if let Some(w) = waiting {
-            self.encode_block(bytes, &blocks[w], cache, out);
+        self.finish(blocks, bytes, cache, out);
+    }
+
+    #[inline(always)]
+    fn push_range(&self, blocks: &mut Blocks, bytes: &[u8], start: usize, end: usize, cache: &mut Cache, out: &mut Vec<u32>) {
+        let block = &mut blocks.pair[blocks.filling];
+        block.ranges[block.n] = (start, end);
+        block.n += 1;
+        if block.n == BLOCK {
+            block.prepare(bytes, &cache.short);
+            if blocks.waiting {
+                let w = blocks.filling ^ 1;
+                self.encode_block(bytes, &blocks.pair[w], cache, out);
+                blocks.pair[w].n = 0;
+            }
+            blocks.waiting = true;
+            blocks.filling ^= 1;
         }
-        self.encode_block(bytes, &blocks[filling], cache, out);
+    }
+
+    fn finish(&self, mut blocks: Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
+        let filling = blocks.filling;
+        blocks.pair[filling].prepare(bytes, &cache.short);
+        if blocks.waiting {
+            self.encode_block(bytes, &blocks.pair[filling ^ 1], cache, out);
+        }
+        self.encode_block(bytes, &blocks.pair[filling], cache, out);
+        for block in blocks.pair.iter_mut() {
+            block.n = 0;
+        }
+        cache.blocks = Some(blocks.pair);
     }
 
     /// Encodes a prepared block of pre-tokens: each is looked up in the cache, whose slot
@@ -261,7 +312,11 @@ impl Encoder {
             let (key, h) = keys[i];
             let (start, end) = ranges[i];
             if key == 0 {
-                self.encode_long_piece(&bytes[start..end], cache, out);
+                if start == SPECIAL {
+                    out.push(end as u32);
+                } else {
+                    self.encode_long_piece(&bytes[start..end], cache, out);
+                }
                 continue;
             }
             let cached = match cache.short.get(key, h) {
@@ -446,12 +501,7 @@ impl Encoder {
     /// `thread_text_len`: how much text this thread is expected to encode in all, this text
     /// and the rest of its share of a parallel job (the cache is sized for it once).
     fn encode_with_specials_into(&self, text: &str, specials: &SpecialTokens, ids: &[u32], thread_text_len: usize, out: &mut Vec<u32>) {
-        self.with_cache(text.len(), thread_text_len, |cache| {
-            specials.for_each_piece(text, |piece| match piece {
-                Piece::Text(t) => self.encode_text(t, cache, out),
-                Piece::Special(i) => out.push(ids[i]),
-            });
-        })
+        self.with_cache(text.len(), thread_text_len, |cache| self.encode_pieces(text, specials, ids, cache, out))
     }
 
     /// The special tokens read as such, with their ids; an error if the text holds a
@@ -550,7 +600,7 @@ impl Encoder {
     }
 
     /// Encodes many texts, in parallel over the texts.
-    pub fn encode_batch(&self, texts: &[String], allowed: &Allowed, disallowed: &Allowed, pool: &rayon::ThreadPool) -> Result<Vec<Vec<u32>>, BpeError> {
+    pub fn encode_batch(&self, texts: &[&str], allowed: &Allowed, disallowed: &Allowed, pool: &rayon::ThreadPool) -> Result<Vec<Vec<u32>>, BpeError> {
         pool.install(|| texts.par_iter().map(|t| self.encode(t, allowed, disallowed, None)).collect())
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use rayon::prelude::*;
 
 use crate::corpus::{encode_files, write_le};
@@ -41,6 +41,46 @@ fn to_py_err(err: BpeError) -> PyErr {
         BpeError::TokenizerFile(_) => TokenizerFileError::new_err(message),
         BpeError::DisallowedSpecial(_) => SpecialTokenError::new_err(message),
         BpeError::Interrupted => PyKeyboardInterrupt::new_err(message),
+    }
+}
+
+/// A Python str's UTF-8, read without copying it into a Rust `String` (pyo3's abi3-py39
+/// extraction copies it twice). An ASCII str is its own UTF-8 and is borrowed as it is; any
+/// other is encoded once into a bytes object, which CPython does faster than it fills the
+/// str's own UTF-8 cache.
+enum Utf8<'py> {
+    Ascii(Bound<'py, PyString>),
+    Encoded(Bound<'py, PyBytes>),
+}
+
+impl<'py> Utf8<'py> {
+    fn of(text: &Bound<'py, PyString>) -> PyResult<Utf8<'py>> {
+        if text.call_method0(pyo3::intern!(text.py(), "isascii"))?.is_truthy()? {
+            return Ok(Utf8::Ascii(text.clone()));
+        }
+        // SAFETY: PyUnicode_AsUTF8String returns a new reference or NULL with an exception set.
+        let bytes = unsafe { Bound::from_owned_ptr_or_err(text.py(), pyo3::ffi::PyUnicode_AsUTF8String(text.as_ptr()))? };
+        Ok(Utf8::Encoded(bytes.cast_into::<PyBytes>()?))
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Utf8::Ascii(text) => {
+                extern "C" {
+                    // In the stable ABI from 3.10 and exported by every CPython 3.
+                    fn PyUnicode_AsUTF8AndSize(unicode: *mut pyo3::ffi::PyObject, size: *mut pyo3::ffi::Py_ssize_t) -> *const u8;
+                }
+                let mut size: pyo3::ffi::Py_ssize_t = 0;
+                // SAFETY: for an ASCII str this returns its own characters and cannot fail;
+                // they live as long as the str, which is immutable.
+                unsafe {
+                    let data = PyUnicode_AsUTF8AndSize(text.as_ptr(), &mut size);
+                    std::str::from_utf8_unchecked(std::slice::from_raw_parts(data, size as usize))
+                }
+            }
+            // SAFETY: the bytes were encoded from a str as strict UTF-8.
+            Utf8::Encoded(bytes) => unsafe { std::str::from_utf8_unchecked(bytes.as_bytes()) },
+        }
     }
 }
 
@@ -179,13 +219,17 @@ impl CoreTokenizer {
         self.inner.vocab_size()
     }
 
-    fn encode(&self, py: Python<'_>, text: &str, allowed_special: &Bound<'_, PyAny>, disallowed_special: &Bound<'_, PyAny>, threads: usize) -> PyResult<Vec<u32>> {
+    fn encode(&self, py: Python<'_>, text: &Bound<'_, PyString>, allowed_special: &Bound<'_, PyAny>, disallowed_special: &Bound<'_, PyAny>, threads: usize) -> PyResult<Vec<u32>> {
         let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
+        let text = Utf8::of(text)?;
+        let text = text.as_str();
         let pool = pool(threads)?;
         py.detach(|| self.encoder().encode(text, &allowed, &disallowed, pool.as_deref())).map_err(to_py_err)
     }
 
-    fn encode_ordinary(&self, py: Python<'_>, text: &str, threads: usize) -> PyResult<Vec<u32>> {
+    fn encode_ordinary(&self, py: Python<'_>, text: &Bound<'_, PyString>, threads: usize) -> PyResult<Vec<u32>> {
+        let text = Utf8::of(text)?;
+        let text = text.as_str();
         let pool = pool(threads)?;
         Ok(py.detach(|| self.encoder().encode_ordinary(text, pool.as_deref())))
     }
@@ -194,13 +238,15 @@ impl CoreTokenizer {
     fn encode_to_bytes<'py>(
         &self,
         py: Python<'py>,
-        text: &str,
+        text: &Bound<'_, PyString>,
         allowed_special: &Bound<'_, PyAny>,
         disallowed_special: &Bound<'_, PyAny>,
         threads: usize,
         itemsize: usize,
     ) -> PyResult<Bound<'py, PyByteArray>> {
         let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
+        let text = Utf8::of(text)?;
+        let text = text.as_str();
         let pool = pool(threads)?;
         let parts = py.detach(|| self.encoder().encode_parts(text, &allowed, &disallowed, pool.as_deref())).map_err(to_py_err)?;
         let total: usize = parts.iter().map(Vec::len).sum();
@@ -222,8 +268,10 @@ impl CoreTokenizer {
         })
     }
 
-    fn encode_batch(&self, py: Python<'_>, texts: Vec<String>, allowed_special: &Bound<'_, PyAny>, disallowed_special: &Bound<'_, PyAny>, threads: usize) -> PyResult<Vec<Vec<u32>>> {
+    fn encode_batch(&self, py: Python<'_>, texts: Vec<Bound<'_, PyString>>, allowed_special: &Bound<'_, PyAny>, disallowed_special: &Bound<'_, PyAny>, threads: usize) -> PyResult<Vec<Vec<u32>>> {
         let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
+        let texts = texts.iter().map(Utf8::of).collect::<PyResult<Vec<_>>>()?;
+        let texts: Vec<&str> = texts.iter().map(Utf8::as_str).collect();
         match pool(threads)? {
             Some(p) => py.detach(|| self.encoder().encode_batch(&texts, &allowed, &disallowed, &p)).map_err(to_py_err),
             None => py
@@ -249,7 +297,9 @@ impl CoreTokenizer {
 
     /// How many characters at the start of `text` can be encoded on their own: the last
     /// place where no pre-token or special token crosses and what follows cannot matter.
-    fn safe_prefix_chars(&self, text: &str, allowed_special: &Bound<'_, PyAny>) -> PyResult<usize> {
+    fn safe_prefix_chars(&self, text: &Bound<'_, PyString>, allowed_special: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let text = Utf8::of(text)?;
+        let text = text.as_str();
         let allowed = allowed_from(allowed_special)?;
         let pattern = self.inner.pattern();
         let cut = if pattern.is_builtin() {
