@@ -11,6 +11,7 @@
 //! Token bytes are written with GPT-2's byte-to-unicode characters, as in GPT-2's own
 //! `vocab.json` and `merges.txt`.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -156,62 +157,12 @@ impl Tokenizer {
     }
 
     pub fn from_json(text: &str) -> Result<Tokenizer, BpeError> {
-        let invalid = BpeError::TokenizerFile;
-        let doc: Value = serde_json::from_str(text).map_err(|e| invalid(format!("not valid JSON ({e})")))?;
-        let Value::Object(doc) = doc else { return Err(invalid("not a JSON object".into())) };
-        if doc.get("format").and_then(Value::as_str) != Some(FORMAT_NAME) {
-            return Err(invalid(format!("not a pybpe tokenizer (no \"format\": \"{FORMAT_NAME}\")")));
+        // A well-formed file is read straight into typed fields (tokens borrowed from the
+        // text); anything else through a JSON tree, which can say what is wrong.
+        match serde_json::from_str::<TokenizerFile>(text) {
+            Ok(file) => file.build(),
+            Err(_) => TokenizerFile::from_tree(text)?.build(),
         }
-        match doc.get("version").and_then(Value::as_u64) {
-            Some(FORMAT_VERSION) => {}
-            Some(v) => return Err(invalid(format!("format version {v} is not supported (this pybpe reads {FORMAT_VERSION})"))),
-            None => return Err(invalid("no format version".into())),
-        }
-        let pattern = doc.get("pattern").and_then(Value::as_str).ok_or_else(|| invalid("no \"pattern\"".into()))?;
-        let pattern = Pattern::parse(pattern).map_err(|e| invalid(e.to_string()))?;
-        let field = |name: &str| doc.get(name).and_then(Value::as_object).ok_or_else(|| invalid(format!("no \"{name}\" object")));
-        let id_of = |v: &Value, what: &dyn Fn() -> String| {
-            v.as_u64().filter(|&id| id < u32::MAX as u64).map(|id| id as u32).ok_or_else(|| invalid(format!("{} has no valid id", what())))
-        };
-        let mut special_tokens = Vec::new();
-        for (name, id) in field("special_tokens")? {
-            special_tokens.push((name.clone(), id_of(id, &|| format!("special token {name:?}"))?));
-        }
-        let vocab_obj = field("vocab")?;
-        let size = vocab_obj.len() + special_tokens.len();
-        let mut vocab: Vec<Option<Vec<u8>>> = vec![None; size];
-        let mut place = |id: u32, bytes: Vec<u8>, what: &dyn Fn() -> String| -> Result<(), BpeError> {
-            match vocab.get_mut(id as usize) {
-                None => Err(invalid(format!("{} has id {id}, but the ids must run from 0 to {}", what(), size - 1))),
-                Some(Some(_)) => Err(invalid(format!("id {id} is used twice"))),
-                Some(slot) => {
-                    *slot = Some(bytes);
-                    Ok(())
-                }
-            }
-        };
-        for (token, id) in vocab_obj {
-            let bytes = unicode_string_to_bytes(token).ok_or_else(|| invalid(format!("vocab entry {token:?} is not in byte-to-unicode form")))?;
-            let what = || format!("vocab entry {token:?}");
-            place(id_of(id, &what)?, bytes, &what)?;
-        }
-        for (name, id) in &special_tokens {
-            place(*id, name.as_bytes().to_vec(), &|| format!("special token {name:?}"))?;
-        }
-        let vocab: Vec<Vec<u8>> = vocab.into_iter().map(|t| t.expect("every id placed")).collect();
-        let ids: FxHashMap<&str, u32> = vocab_obj.iter().map(|(t, id)| (t.as_str(), id.as_u64().unwrap_or(0) as u32)).collect();
-        let mut merges = Vec::new();
-        let merge_list = doc.get("merges").and_then(Value::as_array).ok_or_else(|| invalid("no \"merges\" list".into()))?;
-        for (rank, merge) in merge_list.iter().enumerate() {
-            let pair = merge.as_array().filter(|p| p.len() == 2);
-            let pair = pair.and_then(|p| Some((p[0].as_str()?, p[1].as_str()?)));
-            let Some((a, b)) = pair else { return Err(invalid(format!("merge {rank} is not a pair of strings"))) };
-            let (Some(&a), Some(&b)) = (ids.get(a), ids.get(b)) else {
-                return Err(invalid(format!("merge {rank} ({a:?}, {b:?}) uses a token that is not in the vocab")));
-            };
-            merges.push((a, b));
-        }
-        Tokenizer::new(vocab, merges, special_tokens, pattern)
     }
 
     pub fn save(&self, path: &Path) -> Result<(), BpeError> {
@@ -226,6 +177,150 @@ impl Tokenizer {
         let text = String::from_utf8(text)
             .map_err(|_| BpeError::TokenizerFile(format!("{}: not a tokenizer file (not UTF-8 text)", path.display())))?;
         Tokenizer::from_json(&text).map_err(|e| BpeError::TokenizerFile(format!("{}: {e}", path.display())))
+    }
+}
+
+/// The fields of a tokenizer file, as they are in the text.
+#[derive(serde::Deserialize)]
+struct TokenizerFile<'a> {
+    #[serde(borrow)]
+    format: Option<JsonStr<'a>>,
+    version: Option<u64>,
+    #[serde(borrow)]
+    pattern: Option<JsonStr<'a>>,
+    #[serde(borrow)]
+    special_tokens: Option<Entries<'a>>,
+    #[serde(borrow)]
+    vocab: Option<Entries<'a>>,
+    #[serde(borrow)]
+    merges: Option<Vec<(JsonStr<'a>, JsonStr<'a>)>>,
+}
+
+/// A JSON string, borrowed from the text unless it holds escapes.
+#[derive(serde::Deserialize)]
+struct JsonStr<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// A JSON object of string -> id, in the order of the text.
+struct Entries<'a>(Vec<(JsonStr<'a>, u64)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Entries<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of string -> id")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Entries<'de>, M::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+impl<'a> TokenizerFile<'a> {
+    /// The fields of a file that did not read as typed fields, or what is wrong with it.
+    fn from_tree(text: &str) -> Result<TokenizerFile<'static>, BpeError> {
+        let invalid = BpeError::TokenizerFile;
+        let doc: Value = serde_json::from_str(text).map_err(|e| invalid(format!("not valid JSON ({e})")))?;
+        let Value::Object(doc) = doc else { return Err(invalid("not a JSON object".into())) };
+        let string = |name: &str| doc.get(name).and_then(Value::as_str).map(|s| JsonStr(Cow::Owned(s.to_string())));
+        let entries = |name: &str| -> Result<Option<Entries<'static>>, BpeError> {
+            let Some(v) = doc.get(name) else { return Ok(None) };
+            let object = v.as_object().ok_or_else(|| invalid(format!("no \"{name}\" object")))?;
+            let mut out = Vec::with_capacity(object.len());
+            for (key, id) in object {
+                // Not an id: `build` says so, after the checks that come first.
+                out.push((JsonStr(Cow::Owned(key.clone())), id.as_u64().unwrap_or(u64::MAX)));
+            }
+            Ok(Some(Entries(out)))
+        };
+        let merges = match doc.get("merges") {
+            None => None,
+            Some(v) => {
+                let list = v.as_array().ok_or_else(|| invalid("no \"merges\" list".into()))?;
+                let mut out = Vec::with_capacity(list.len());
+                for (rank, merge) in list.iter().enumerate() {
+                    let pair = merge.as_array().filter(|p| p.len() == 2);
+                    let pair = pair.and_then(|p| Some((p[0].as_str()?, p[1].as_str()?)));
+                    let Some((a, b)) = pair else { return Err(invalid(format!("merge {rank} is not a pair of strings"))) };
+                    out.push((JsonStr(Cow::Owned(a.to_string())), JsonStr(Cow::Owned(b.to_string()))));
+                }
+                Some(out)
+            }
+        };
+        Ok(TokenizerFile {
+            format: string("format"),
+            version: doc.get("version").and_then(Value::as_u64),
+            pattern: string("pattern"),
+            special_tokens: entries("special_tokens")?,
+            vocab: entries("vocab")?,
+            merges,
+        })
+    }
+
+    fn build(self) -> Result<Tokenizer, BpeError> {
+        let invalid = BpeError::TokenizerFile;
+        if self.format.as_ref().map(|f| f.0.as_ref()) != Some(FORMAT_NAME) {
+            return Err(invalid(format!("not a pybpe tokenizer (no \"format\": \"{FORMAT_NAME}\")")));
+        }
+        match self.version {
+            Some(FORMAT_VERSION) => {}
+            Some(v) => return Err(invalid(format!("format version {v} is not supported (this pybpe reads {FORMAT_VERSION})"))),
+            None => return Err(invalid("no format version".into())),
+        }
+        let pattern = self.pattern.ok_or_else(|| invalid("no \"pattern\"".into()))?;
+        let pattern = Pattern::parse(&pattern.0).map_err(|e| invalid(e.to_string()))?;
+        let id_of = |id: u64, what: &dyn Fn() -> String| {
+            Some(id).filter(|&id| id < u32::MAX as u64).map(|id| id as u32).ok_or_else(|| invalid(format!("{} has no valid id", what())))
+        };
+        let mut special_tokens = Vec::new();
+        for (name, id) in self.special_tokens.ok_or_else(|| invalid("no \"special_tokens\" object".into()))?.0 {
+            let id = id_of(id, &|| format!("special token {:?}", name.0))?;
+            special_tokens.push((name.0.into_owned(), id));
+        }
+        let vocab_entries = self.vocab.ok_or_else(|| invalid("no \"vocab\" object".into()))?.0;
+        let size = vocab_entries.len() + special_tokens.len();
+        let mut vocab: Vec<Option<Vec<u8>>> = vec![None; size];
+        let mut place = |id: u32, bytes: Vec<u8>, what: &dyn Fn() -> String| -> Result<(), BpeError> {
+            match vocab.get_mut(id as usize) {
+                None => Err(invalid(format!("{} has id {id}, but the ids must run from 0 to {}", what(), size - 1))),
+                Some(Some(_)) => Err(invalid(format!("id {id} is used twice"))),
+                Some(slot) => {
+                    *slot = Some(bytes);
+                    Ok(())
+                }
+            }
+        };
+        let mut ids: FxHashMap<&str, u32> = FxHashMap::default();
+        ids.reserve(vocab_entries.len());
+        for (token, id) in &vocab_entries {
+            let token = token.0.as_ref();
+            let bytes = unicode_string_to_bytes(token).ok_or_else(|| invalid(format!("vocab entry {token:?} is not in byte-to-unicode form")))?;
+            let what = || format!("vocab entry {token:?}");
+            let id = id_of(*id, &what)?;
+            place(id, bytes, &what)?;
+            ids.insert(token, id);
+        }
+        for (name, id) in &special_tokens {
+            place(*id, name.as_bytes().to_vec(), &|| format!("special token {name:?}"))?;
+        }
+        let vocab: Vec<Vec<u8>> = vocab.into_iter().map(|t| t.expect("every id placed")).collect();
+        let merge_list = self.merges.ok_or_else(|| invalid("no \"merges\" list".into()))?;
+        let mut merges = Vec::with_capacity(merge_list.len());
+        for (rank, (a, b)) in merge_list.iter().enumerate() {
+            let (a, b) = (a.0.as_ref(), b.0.as_ref());
+            let (Some(&a), Some(&b)) = (ids.get(a), ids.get(b)) else {
+                return Err(invalid(format!("merge {rank} ({a:?}, {b:?}) uses a token that is not in the vocab")));
+            };
+            merges.push((a, b));
+        }
+        Tokenizer::new(vocab, merges, special_tokens, pattern)
     }
 }
 
