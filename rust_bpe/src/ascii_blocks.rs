@@ -128,56 +128,88 @@ pub(crate) fn gpt2_starts(m: &Masks) -> u64 {
     starts & decided
 }
 
-/// Calls `emit(start, end)` for each pre-token of `bytes` under the GPT-2 pattern.
-#[inline(always)]
-fn split_gpt2_with(bytes: &[u8], masks: impl Fn(&[u8; 64]) -> Masks, mut emit: impl FnMut(usize, usize)) {
-    let n = bytes.len();
-    let mut start = 0;
-    // Blocks are not tried again until here: after a non-ASCII byte or a pre-token longer
-    // than a block, which the scalar state machine reads.
-    let mut scalar_until = 0;
-    while start < n {
-        if start >= scalar_until && start + 64 <= n {
-            let block: &[u8; 64] = bytes[start..start + 64].try_into().expect("64 bytes");
-            let m = masks(block);
-            let mut starts = gpt2_starts(&m);
-            if starts != 0 {
-                let mut from = start;
-                while starts != 0 {
-                    let end = start + starts.trailing_zeros() as usize;
-                    emit(from, end);
-                    from = end;
-                    starts &= starts - 1;
-                }
-                start = from;
+/// The GPT-2 pre-tokens of a text, a batch at a time (see `fill`).
+pub(crate) struct Gpt2Splits<'a> {
+    bytes: &'a [u8],
+    /// Where the next pre-token starts.
+    start: usize,
+    /// Starts found in a block and not given out yet (bit i: byte `base + i`).
+    pending: u64,
+    base: usize,
+    /// Blocks are not tried again until here: after a non-ASCII byte or a pre-token longer
+    /// than a block, which the scalar state machine reads.
+    scalar_until: usize,
+    avx2: bool,
+}
+
+impl<'a> Gpt2Splits<'a> {
+    /// `bytes` must be valid UTF-8.
+    pub(crate) fn new(bytes: &'a [u8]) -> Gpt2Splits<'a> {
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("bmi1");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        Gpt2Splits { bytes, start: 0, pending: 0, base: 0, scalar_until: 0, avx2 }
+    }
+
+    #[cfg(test)]
+    fn portable(bytes: &'a [u8]) -> Gpt2Splits<'a> {
+        Gpt2Splits { avx2: false, ..Gpt2Splits::new(bytes) }
+    }
+
+    /// Writes the (start, end) of the next pre-tokens, plus `offset`, into `out`; returns
+    /// how many: all of `out` unless the text ends first.
+    #[inline]
+    pub(crate) fn fill(&mut self, out: &mut [(usize, usize)], offset: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: the CPU has AVX2 and BMI1 (checked in `new`).
+            return unsafe { self.fill_avx2(out, offset) };
+        }
+        self.fill_with(out, offset, masks_portable)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1")]
+    unsafe fn fill_avx2(&mut self, out: &mut [(usize, usize)], offset: usize) -> usize {
+        self.fill_with(out, offset, |block| unsafe { masks_avx2(block) })
+    }
+
+    #[inline(always)]
+    fn fill_with(&mut self, out: &mut [(usize, usize)], offset: usize, masks: impl Fn(&[u8; 64]) -> Masks) -> usize {
+        let bytes = self.bytes;
+        let n = bytes.len();
+        let (mut start, mut pending, mut filled) = (self.start, self.pending, 0);
+        while filled < out.len() {
+            if pending != 0 {
+                let end = self.base + pending.trailing_zeros() as usize;
+                out[filled] = (start + offset, end + offset);
+                filled += 1;
+                start = end;
+                pending &= pending - 1;
                 continue;
             }
-            scalar_until = start + m.high.trailing_zeros() as usize + 1;
+            if start >= n {
+                break;
+            }
+            if start >= self.scalar_until && start + 64 <= n {
+                let block: &[u8; 64] = bytes[start..start + 64].try_into().expect("64 bytes");
+                let m = masks(block);
+                pending = gpt2_starts(&m);
+                if pending != 0 {
+                    self.base = start;
+                    continue;
+                }
+                self.scalar_until = start + m.high.trailing_zeros() as usize + 1;
+            }
+            let end = gpt2_token_end(bytes, start);
+            out[filled] = (start + offset, end + offset);
+            filled += 1;
+            start = end;
         }
-        let end = gpt2_token_end(bytes, start);
-        emit(start, end);
-        start = end;
+        (self.start, self.pending) = (start, pending);
+        filled
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,bmi1")]
-unsafe fn split_gpt2_avx2(bytes: &[u8], emit: impl FnMut(usize, usize)) {
-    split_gpt2_with(bytes, |block| unsafe { masks_avx2(block) }, emit)
-}
-
-/// Calls `emit(start, end)` for each pre-token of `bytes` (valid UTF-8) under the GPT-2
-/// pattern: the same pre-tokens as `gpt2_token_end` one after another.
-#[inline]
-pub(crate) fn split_gpt2(bytes: &[u8], emit: impl FnMut(usize, usize)) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("bmi1") {
-            // SAFETY: the CPU has AVX2 and BMI1.
-            return unsafe { split_gpt2_avx2(bytes, emit) };
-        }
-    }
-    split_gpt2_with(bytes, masks_portable, emit)
 }
 
 #[cfg(test)]
@@ -197,11 +229,17 @@ mod tests {
     }
 
     fn blocks(text: &str, portable: bool) -> Vec<(usize, usize)> {
+        let mut splits = if portable { Gpt2Splits::portable(text.as_bytes()) } else { Gpt2Splits::new(text.as_bytes()) };
         let mut out = Vec::new();
-        if portable {
-            split_gpt2_with(text.as_bytes(), masks_portable, |s, e| out.push((s, e)));
-        } else {
-            split_gpt2(text.as_bytes(), |s, e| out.push((s, e)));
+        // Batches of odd sizes, so that a batch often ends inside a block.
+        let mut batch = [(0, 0); 7];
+        for round in 0.. {
+            let want = 1 + round % 7;
+            let got = splits.fill(&mut batch[..want], 0);
+            out.extend_from_slice(&batch[..got]);
+            if got < want {
+                break;
+            }
         }
         out
     }

@@ -1,12 +1,13 @@
 //! Encoding text files to a token file: raw little-endian uint16 or uint32 ids, in order.
-//! Files are memory-mapped and cut into chunks that are encoded in parallel, a batch at a
-//! time, so memory is bounded by threads x chunk size, not by the corpus.
+//! Files are memory-mapped and cut into chunks that the threads take one after another and
+//! the writer writes in order, so memory is bounded by threads x chunk size, not by the corpus.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
-
-use rayon::prelude::*;
 
 use crate::encode::Encoder;
 use crate::error::BpeError;
@@ -54,20 +55,24 @@ pub fn encode_files(
         total += meta.len();
     }
     let file = std::fs::File::create(out).map_err(|e| BpeError::io(out, &e))?;
+    // A writer thread writes the encoded chunks, in order, while the pool encodes more.
     let threads = pool.current_num_threads();
-    // A writer thread writes one batch while the pool encodes the next.
-    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(1);
+    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(threads * 2);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<(), BpeError> {
             let mut file = file;
-            for batch in receive {
-                for bytes in batch {
-                    file.write_all(&bytes).map_err(|e| BpeError::io(out, &e))?;
-                }
+            for bytes in receive {
+                file.write_all(&bytes).map_err(|e| BpeError::io(out, &e))?;
             }
             file.sync_all().map_err(|e| BpeError::io(out, &e))
         });
-        let encoded = encode_into_batches(encoder, inputs, itemsize, threads, pool, total, &mut report, progress, &send);
+        let mut encoded = Ok(());
+        for path in inputs {
+            encoded = encode_file(encoder, path, itemsize, pool, total, &mut report, progress, &send);
+            if encoded.is_err() {
+                break;
+            }
+        }
         drop(send);
         let written = writer.join().expect("writer thread");
         encoded.and(written)
@@ -76,79 +81,119 @@ pub fn encode_files(
     Ok(report)
 }
 
-/// Encodes the inputs chunk by chunk, `threads * 2` chunks at a time in parallel, each to
-/// its bytes in the output format, and sends each batch to the writer.
+/// Chunks encoded but not yet sent to the writer, which takes them in order.
+struct InOrder {
+    ready: BTreeMap<usize, (Vec<u8>, usize, usize)>,
+    next: usize,
+}
+
+/// Encodes one file, cut into chunks that the threads of the pool and the calling thread
+/// take one after another; each chunk goes to the writer as soon as those before it have.
+/// At most `AHEAD` chunks per thread are held in memory. The calling thread reports progress.
 #[allow(clippy::too_many_arguments)]
-fn encode_into_batches(
+fn encode_file(
     encoder: &Encoder,
-    inputs: &[PathBuf],
+    path: &Path,
     itemsize: usize,
-    threads: usize,
     pool: &rayon::ThreadPool,
     total: u64,
     report: &mut EncodeFilesReport,
     progress: &mut dyn FnMut(u64, u64) -> bool,
-    writer: &std::sync::mpsc::SyncSender<Vec<Vec<u8>>>,
+    writer: &std::sync::mpsc::SyncSender<Vec<u8>>,
 ) -> Result<(), BpeError> {
+    const AHEAD: usize = 3;
     let tokenizer = encoder.tokenizer();
-    for path in inputs {
-        let file = std::fs::File::open(path).map_err(|e| BpeError::io(path, &e))?;
-        let len = file.metadata().map_err(|e| BpeError::io(path, &e))?.len();
-        report.sources.push((path.display().to_string(), len));
-        if len == 0 {
-            continue;
+    let file = std::fs::File::open(path).map_err(|e| BpeError::io(path, &e))?;
+    let len = file.metadata().map_err(|e| BpeError::io(path, &e))?.len();
+    report.sources.push((path.display().to_string(), len));
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: read-only map; a file changed while it is encoded gives wrong ids, nothing worse.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| BpeError::io(path, &e))?;
+    #[cfg(unix)]
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let threads = pool.current_num_threads();
+    let target = (map.len() / (threads * 4)).clamp(256 << 10, CHUNK_BYTES);
+    let chunks = Mutex::new((0usize, chunks(&map, target, tokenizer.pattern(), tokenizer.specials())));
+    let in_order = Mutex::new(InOrder { ready: BTreeMap::new(), next: 0 });
+    let sent = Condvar::new();
+    let (stop, bytes_done) = (AtomicBool::new(false), AtomicU64::new(0));
+    let (num_tokens, invalid_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let thread_share = map.len() / threads;
+    // Encodes the next chunk; false when there is none left (or the job stopped).
+    let encode_next = || -> bool {
+        let Some((i, (start, end))) = ({
+            let mut next = chunks.lock().expect("chunks");
+            let i = next.0;
+            next.0 += 1;
+            next.1.next().map(|chunk| (i, chunk))
+        }) else {
+            return false;
+        };
+        {
+            let mut state = in_order.lock().expect("in order");
+            while i >= state.next + AHEAD * threads && !stop.load(Ordering::Relaxed) {
+                state = sent.wait(state).expect("in order");
+            }
         }
-        // SAFETY: read-only map; a file changed while it is encoded gives wrong ids, nothing worse.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| BpeError::io(path, &e))?;
-        #[cfg(unix)]
-        let _ = map.advise(memmap2::Advice::Sequential);
-        let target = (map.len() / (threads * 4)).clamp(256 << 10, CHUNK_BYTES);
-        let mut chunks = chunks(&map, target, tokenizer.pattern(), tokenizer.specials());
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let bytes = &map[start..end];
+        let (ids, invalid) = match std::str::from_utf8(bytes) {
+            Ok(text) => (encoder.encode_all_specials(text, thread_share), 0),
+            Err(_) => {
+                let invalid = bytes.utf8_chunks().map(|c| c.invalid().len() as u64).sum();
+                (encoder.encode_all_specials(&String::from_utf8_lossy(bytes), thread_share), invalid)
+            }
+        };
+        let mut out = vec![0u8; ids.len() * itemsize];
+        write_le(&mut out, &ids, itemsize);
+        num_tokens.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        invalid_bytes.fetch_add(invalid, Ordering::Relaxed);
+        drop(ids);
+        let mut state = in_order.lock().expect("in order");
+        state.ready.insert(i, (out, start, end));
         loop {
-            let batch: Vec<(usize, usize)> = chunks.by_ref().take(threads * 2).collect();
-            let Some(&(first, _)) = batch.first() else { break };
-            let batch = &batch[..];
-            let encoded: Vec<(Vec<u8>, u64, u64)> = pool.install(|| {
-                batch
-                    .par_iter()
-                    .map(|&(start, end)| {
-                        let bytes = &map[start..end];
-                        let (ids, invalid) = match std::str::from_utf8(bytes) {
-                            Ok(text) => (encode_all_specials(encoder, text), 0),
-                            Err(_) => {
-                                let invalid = bytes.utf8_chunks().map(|c| c.invalid().len() as u64).sum();
-                                (encode_all_specials(encoder, &String::from_utf8_lossy(bytes)), invalid)
-                            }
-                        };
-                        let mut out = vec![0u8; ids.len() * itemsize];
-                        write_le(&mut out, &ids, itemsize);
-                        (out, ids.len() as u64, invalid)
-                    })
-                    .collect()
-            });
-            let mut bytes = Vec::with_capacity(encoded.len());
-            for (out, num_tokens, invalid) in encoded {
-                report.num_tokens += num_tokens;
-                report.invalid_utf8_bytes += invalid;
-                bytes.push(out);
-            }
-            if writer.send(bytes).is_err() {
+            let next = state.next;
+            let Some((out, start, end)) = state.ready.remove(&next) else { break };
+            if writer.send(out).is_err() {
                 // The writer stopped on an error, which it returns.
-                return Ok(());
+                stop.store(true, Ordering::Relaxed);
+                break;
             }
-            report.bytes_read += batch.iter().map(|(s, e)| (e - s) as u64).sum::<u64>();
-            release_pages(&map, first, batch[batch.len() - 1].1);
-            if !progress(report.bytes_read, total) {
-                return Err(BpeError::Interrupted);
+            release_pages(&map, start, end);
+            bytes_done.fetch_add((end - start) as u64, Ordering::Relaxed);
+            state.next += 1;
+        }
+        sent.notify_all();
+        true
+    };
+    let done_before = report.bytes_read;
+    let mut interrupted = false;
+    pool.in_place_scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|_| while encode_next() {});
+        }
+        while encode_next() {
+            if !progress(done_before + bytes_done.load(Ordering::Relaxed), total) {
+                interrupted = true;
+                stop.store(true, Ordering::Relaxed);
+                sent.notify_all();
             }
         }
+    });
+    report.bytes_read = done_before + bytes_done.load(Ordering::Relaxed);
+    report.num_tokens += num_tokens.load(Ordering::Relaxed);
+    report.invalid_utf8_bytes += invalid_bytes.load(Ordering::Relaxed);
+    if interrupted {
+        return Err(BpeError::Interrupted);
+    }
+    if !stop.load(Ordering::Relaxed) && !progress(report.bytes_read, total) {
+        return Err(BpeError::Interrupted);
     }
     Ok(())
-}
-
-fn encode_all_specials(encoder: &Encoder, text: &str) -> Vec<u32> {
-    use crate::encode::Allowed;
-    encoder.encode(text, &Allowed::All, &Allowed::None, None).expect("no special token is disallowed")
 }
 
 /// `ids` as little-endian integers of `itemsize` bytes (2 or 4) into `out`.

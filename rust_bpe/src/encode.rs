@@ -244,9 +244,8 @@ impl Encoder {
     /// by the time that block is encoded they have come from memory.
     fn encode_text(&self, text: &str, cache: &mut Cache, out: &mut Vec<u32>) {
         let mut blocks = Blocks::of(cache);
-        let bytes = text.as_bytes();
-        self.tokenizer.pattern().split_ranges(text, |start, end| self.push_range(&mut blocks, bytes, start, end, cache, out));
-        self.finish(blocks, bytes, cache, out);
+        self.push_text(&mut blocks, text.as_bytes(), text, 0, cache, out);
+        self.finish(blocks, text.as_bytes(), cache, out);
     }
 
     /// `encode_text` of the text between special tokens, and the ids of the special tokens,
@@ -257,13 +256,26 @@ impl Encoder {
         specials.for_each_piece(text, |piece| match piece {
             Piece::Text(t) => {
                 let offset = t.as_ptr() as usize - bytes.as_ptr() as usize;
-                self.tokenizer.pattern().split_ranges(t, |start, end| {
-                    self.push_range(&mut blocks, bytes, offset + start, offset + end, cache, out)
-                });
+                self.push_text(&mut blocks, bytes, t, offset, cache, out);
             }
             Piece::Special(i) => self.push_range(&mut blocks, bytes, SPECIAL, ids[i] as usize, cache, out),
         });
         self.finish(blocks, bytes, cache, out);
+    }
+
+    /// Adds the pre-tokens of `piece`, which starts at `offset` in `bytes`, to the blocks.
+    fn push_text(&self, blocks: &mut Blocks, bytes: &[u8], piece: &str, offset: usize, cache: &mut Cache, out: &mut Vec<u32>) {
+        let mut splits = self.tokenizer.pattern().splits(piece);
+        loop {
+            let block = &mut blocks.pair[blocks.filling];
+            let room = BLOCK - block.n;
+            let got = splits.fill(&mut block.ranges[block.n..], offset);
+            block.n += got;
+            if got < room {
+                break;
+            }
+            self.rotate(blocks, bytes, cache, out);
+        }
     }
 
     #[inline(always)]
@@ -272,15 +284,21 @@ impl Encoder {
         block.ranges[block.n] = (start, end);
         block.n += 1;
         if block.n == BLOCK {
-            block.prepare(bytes, &cache.short);
-            if blocks.waiting {
-                let w = blocks.filling ^ 1;
-                self.encode_block(bytes, &blocks.pair[w], cache, out);
-                blocks.pair[w].n = 0;
-            }
-            blocks.waiting = true;
-            blocks.filling ^= 1;
+            self.rotate(blocks, bytes, cache, out);
         }
+    }
+
+    /// The filling block is full: its cache slots are asked for, and the block before it
+    /// is encoded and emptied to be filled next.
+    fn rotate(&self, blocks: &mut Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
+        blocks.pair[blocks.filling].prepare(bytes, &cache.short);
+        if blocks.waiting {
+            let w = blocks.filling ^ 1;
+            self.encode_block(bytes, &blocks.pair[w], cache, out);
+            blocks.pair[w].n = 0;
+        }
+        blocks.waiting = true;
+        blocks.filling ^= 1;
     }
 
     fn finish(&self, mut blocks: Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
@@ -502,6 +520,15 @@ impl Encoder {
     /// and the rest of its share of a parallel job (the cache is sized for it once).
     fn encode_with_specials_into(&self, text: &str, specials: &SpecialTokens, ids: &[u32], thread_text_len: usize, out: &mut Vec<u32>) {
         self.with_cache(text.len(), thread_text_len, |cache| self.encode_pieces(text, specials, ids, cache, out))
+    }
+
+    /// Ids of `text` with every special token read as such, by a thread that will encode
+    /// about `thread_text_len` bytes in all (its cache is sized for that once).
+    pub(crate) fn encode_all_specials(&self, text: &str, thread_text_len: usize) -> Vec<u32> {
+        let ids: Vec<u32> = self.tokenizer.special_tokens().iter().map(|&(_, id)| id).collect();
+        let mut out = ids_buffer(text.len());
+        self.encode_with_specials_into(text, self.tokenizer.specials(), &ids, thread_text_len, &mut out);
+        out
     }
 
     /// The special tokens read as such, with their ids; an error if the text holds a

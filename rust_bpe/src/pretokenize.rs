@@ -72,22 +72,25 @@ impl Pattern {
     /// Calls `emit(start, end)` with the byte range of each pre-token of `text`, in order.
     #[inline]
     pub fn split_ranges(&self, text: &str, mut emit: impl FnMut(usize, usize)) {
-        match self {
-            Pattern::Gpt2 => crate::ascii_blocks::split_gpt2(text.as_bytes(), emit),
-            Pattern::Gpt4 => split_with(text.as_bytes(), gpt4_token_end, emit),
-            Pattern::Custom(re) => {
-                // A regex that matches nothing somewhere leaves that text out, as `findall` does.
-                let mut at = 0;
-                while at <= text.len() {
-                    let Ok(Some(m)) = re.find_from_pos(text, at) else { break };
-                    if m.end() > m.start() {
-                        emit(m.start(), m.end());
-                        at = m.end();
-                    } else {
-                        at = m.end() + text[m.end()..].chars().next().map_or(1, char::len_utf8);
-                    }
-                }
+        let mut splits = self.splits(text);
+        let mut batch = [(0, 0); 64];
+        loop {
+            let got = splits.fill(&mut batch, 0);
+            for &(start, end) in &batch[..got] {
+                emit(start, end);
             }
+            if got < batch.len() {
+                break;
+            }
+        }
+    }
+
+    /// The pre-tokens of `text`, to be taken a batch at a time.
+    pub(crate) fn splits<'a>(&'a self, text: &'a str) -> Splits<'a> {
+        match self {
+            Pattern::Gpt2 => Splits::Gpt2(crate::ascii_blocks::Gpt2Splits::new(text.as_bytes())),
+            Pattern::Gpt4 => Splits::Gpt4 { bytes: text.as_bytes(), start: 0 },
+            Pattern::Custom(re) => Splits::Custom { re, text, at: 0 },
         }
     }
 
@@ -105,14 +108,50 @@ impl Pattern {
     }
 }
 
-#[inline(always)]
-fn split_with(bytes: &[u8], token_end: impl Fn(&[u8], usize) -> usize, mut emit: impl FnMut(usize, usize)) {
-    let mut start = 0;
-    while start < bytes.len() {
-        let end = token_end(bytes, start);
-        debug_assert!(end > start);
-        emit(start, end);
-        start = end;
+/// The pre-tokens of a text under a pattern, a batch at a time.
+pub(crate) enum Splits<'a> {
+    Gpt2(crate::ascii_blocks::Gpt2Splits<'a>),
+    Gpt4 { bytes: &'a [u8], start: usize },
+    Custom { re: &'a fancy_regex::Regex, text: &'a str, at: usize },
+}
+
+impl Splits<'_> {
+    /// Writes the (start, end) of the next pre-tokens, plus `offset`, into `out`; returns
+    /// how many: all of `out` unless the text ends first.
+    #[inline]
+    pub(crate) fn fill(&mut self, out: &mut [(usize, usize)], offset: usize) -> usize {
+        match self {
+            Splits::Gpt2(splits) => splits.fill(out, offset),
+            Splits::Gpt4 { bytes, start } => {
+                let mut filled = 0;
+                while filled < out.len() && *start < bytes.len() {
+                    let end = gpt4_token_end(bytes, *start);
+                    debug_assert!(end > *start);
+                    out[filled] = (*start + offset, end + offset);
+                    filled += 1;
+                    *start = end;
+                }
+                filled
+            }
+            Splits::Custom { re, text, at } => {
+                let mut filled = 0;
+                // A regex that matches nothing somewhere leaves that text out, as `findall` does.
+                while filled < out.len() && *at <= text.len() {
+                    let Ok(Some(m)) = re.find_from_pos(text, *at) else {
+                        *at = text.len() + 1;
+                        break;
+                    };
+                    if m.end() > m.start() {
+                        out[filled] = (m.start() + offset, m.end() + offset);
+                        filled += 1;
+                        *at = m.end();
+                    } else {
+                        *at = m.end() + text[m.end()..].chars().next().map_or(1, char::len_utf8);
+                    }
+                }
+                filled
+            }
+        }
     }
 }
 

@@ -371,17 +371,15 @@ fn count_text(text: &str, pattern: &Pattern, specials: &SpecialTokens, counts: &
         if let Piece::Text(piece) = piece {
             let bytes = piece.as_bytes();
             let mut ranges = [(0usize, 0usize); BATCH];
-            let mut filled = 0;
-            pattern.split_ranges(piece, |start, end| {
-                n += 1;
-                ranges[filled] = (start, end);
-                filled += 1;
-                if filled == BATCH {
-                    counts.add(bytes, &ranges);
-                    filled = 0;
+            let mut splits = pattern.splits(piece);
+            loop {
+                let got = splits.fill(&mut ranges, 0);
+                n += got as u64;
+                counts.add(bytes, &ranges[..got]);
+                if got < BATCH {
+                    break;
                 }
-            });
-            counts.add(bytes, &ranges[..filled]);
+            }
         }
     });
     n
