@@ -315,38 +315,65 @@ impl Encoder {
     }
 
     /// Encodes a prepared block of pre-tokens: each is looked up in the cache, whose slot
-    /// is asked into L1 `AHEAD` lookups before, and merged if missing.
+    /// is asked into L1 `AHEAD` lookups before. The loop over hits with their ids in the
+    /// slot is kept small; anything else (a miss, a special token, a long pre-token, ids in
+    /// the arena) goes through `encode_other`.
     #[inline(never)]
     fn encode_block(&self, bytes: &[u8], block: &Block, cache: &mut Cache, out: &mut Vec<u32>) {
         let n = block.n;
-        let (ranges, keys) = (&block.ranges, &block.keys);
+        let keys = &block.keys[..n];
         for &(_, h) in &keys[..n.min(AHEAD)] {
             cache.short.prefetch(h);
         }
-        for i in 0..n {
-            if i + AHEAD < n {
-                cache.short.prefetch(keys[i + AHEAD].1);
-            }
-            let (key, h) = keys[i];
-            let (start, end) = ranges[i];
-            if key == 0 {
-                if start == SPECIAL {
-                    out.push(end as u32);
-                } else {
-                    self.encode_long_piece(&bytes[start..end], cache, out);
+        let mut i = 0;
+        while i < n {
+            // Room for three ids of each pre-token left, written whole and kept as many as
+            // there are.
+            out.reserve(3 * (n - i));
+            let (table, dst) = (&cache.short, out.as_mut_ptr());
+            let mut len = out.len();
+            while i < n {
+                if let Some(&(_, h)) = keys.get(i + AHEAD) {
+                    table.prefetch(h);
                 }
-                continue;
+                let (key, h) = keys[i];
+                let Some(cached) = table.get(key, h).filter(|c| key != 0 && c.count & IN_ARENA == 0) else { break };
+                // SAFETY: `reserve` above left room for three ids per pre-token of the block.
+                unsafe { std::ptr::copy_nonoverlapping(cached.ids.as_ptr(), dst.add(len), 3) };
+                len += cached.count as usize;
+                i += 1;
             }
-            let cached = match cache.short.get(key, h) {
-                Some(cached) => cached,
-                None => {
-                    let cached = self.merge_short(&bytes[start..end], &mut cache.arena);
-                    *cache.short.entry(key, h) = cached;
-                    cached
-                }
-            };
-            push_cached(&cached, &cache.arena, out);
+            // SAFETY: the ids up to `len` were written.
+            unsafe { out.set_len(len) };
+            if i < n {
+                self.encode_other(bytes, block, i, cache, out);
+                i += 1;
+            }
         }
+    }
+
+    /// Pre-token `i` of the block when it is not a hit with its ids in the cache slot.
+    #[inline(never)]
+    fn encode_other(&self, bytes: &[u8], block: &Block, i: usize, cache: &mut Cache, out: &mut Vec<u32>) {
+        let (key, h) = block.keys[i];
+        let (start, end) = block.ranges[i];
+        if key == 0 {
+            if start == SPECIAL {
+                out.push(end as u32);
+            } else {
+                self.encode_long_piece(&bytes[start..end], cache, out);
+            }
+            return;
+        }
+        let cached = match cache.short.get(key, h) {
+            Some(cached) => cached,
+            None => {
+                let cached = self.merge_short(&bytes[start..end], &mut cache.arena);
+                *cache.short.entry(key, h) = cached;
+                cached
+            }
+        };
+        push_cached(&cached, &cache.arena, out);
     }
 
     /// tiktoken's merge of a pre-token of at most 15 bytes, on the stack: each pair is keyed

@@ -96,16 +96,22 @@ impl<V: Copy + Default> PackedTable<V> {
 
     #[inline(always)]
     pub fn get(&self, key: u128, hash: u64) -> Option<V> {
-        let mut i = hash as usize & self.mask & !1;
+        let line_mask = self.mask >> 1;
+        let mut at = (hash as usize & self.mask) >> 1;
         loop {
-            let slot = self.slot(i);
-            if slot.key == key {
-                return Some(slot.value);
+            let [first, second] = &self.lines[at].0;
+            if first.key == key {
+                return Some(first.value);
             }
-            if slot.key == 0 {
+            if second.key == key {
+                return Some(second.value);
+            }
+            // Probes start at the first slot of a line, so an empty first slot means an
+            // empty second one.
+            if second.key == 0 {
                 return None;
             }
-            i = (i + 1) & self.mask;
+            at = (at + 1) & line_mask;
         }
     }
 
