@@ -229,8 +229,8 @@ class Tokenizer:
 
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
         dtype = self.dtype
-        data = _on_text(self._core.encode_to_bytes, text, allowed, disallowed, _threads(threads), dtype.itemsize)
-        return np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+        ids = _on_text(self._core.encode_to_array, text, allowed, disallowed, _threads(threads), dtype.itemsize)
+        return np.asarray(ids).astype(dtype, copy=False)
 
     def encode_iterable(
         self,

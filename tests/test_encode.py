@@ -94,6 +94,15 @@ def test_numpy_dtype_follows_the_vocabulary_size():
     specials = [f"<|s{i}|>" for i in range(70_000)]
     huge = pybpe.Tokenizer.from_vocab_merges(vocab, [], special_tokens=specials)
     assert huge.encode_to_numpy("hi<|s69999|>", allowed_special="all").dtype == np.uint32
+    assert huge.encode_to_numpy("hi<|s69999|>", allowed_special="all").tolist() == [104, 105, 256 + 69_999]
+
+
+def test_numpy_arrays_are_their_own_writable_memory(gpt2):
+    first, second = gpt2.encode_to_numpy("hello world"), gpt2.encode_to_numpy("hello world")
+    first[0] = 7
+    assert first.tolist() == [7, 995] and second.tolist() == [31373, 995]
+    del second
+    assert first.sum() == 7 + 995 and gpt2.encode_to_numpy("").shape == (0,)
 
 
 def test_lone_surrogates_are_replaced_as_tiktoken_does(gpt2, reference):

@@ -2,6 +2,7 @@
 //! Files are memory-mapped and cut into chunks that the threads take one after another and
 //! the writer writes in order, so memory is bounded by threads x chunk size, not by the corpus.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,12 +58,12 @@ pub fn encode_files(
     let file = std::fs::File::create(out).map_err(|e| BpeError::io(out, &e))?;
     // A writer thread writes the encoded chunks, in order, while the pool encodes more.
     let threads = pool.current_num_threads();
-    let (send, receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(threads * 2);
+    let (send, receive) = std::sync::mpsc::sync_channel::<EncodedChunk>(threads * 2);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<(), BpeError> {
             let mut file = file;
-            for bytes in receive {
-                file.write_all(&bytes).map_err(|e| BpeError::io(out, &e))?;
+            for chunk in receive {
+                file.write_all(&chunk.le_bytes()).map_err(|e| BpeError::io(out, &e))?;
             }
             file.sync_all().map_err(|e| BpeError::io(out, &e))
         });
@@ -83,7 +84,7 @@ pub fn encode_files(
 
 /// Chunks encoded but not yet sent to the writer, which takes them in order.
 struct InOrder {
-    ready: BTreeMap<usize, (Vec<u8>, usize, usize)>,
+    ready: BTreeMap<usize, (EncodedChunk, usize, usize)>,
     next: usize,
 }
 
@@ -99,7 +100,7 @@ fn encode_file(
     total: u64,
     report: &mut EncodeFilesReport,
     progress: &mut dyn FnMut(u64, u64) -> bool,
-    writer: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    writer: &std::sync::mpsc::SyncSender<EncodedChunk>,
 ) -> Result<(), BpeError> {
     const AHEAD: usize = 3;
     let tokenizer = encoder.tokenizer();
@@ -141,18 +142,16 @@ fn encode_file(
             return false;
         }
         let bytes = &map[start..end];
-        let (ids, invalid) = match std::str::from_utf8(bytes) {
-            Ok(text) => (encoder.encode_all_specials(text, thread_share), 0),
-            Err(_) => {
-                let invalid = bytes.utf8_chunks().map(|c| c.invalid().len() as u64).sum();
-                (encoder.encode_all_specials(&String::from_utf8_lossy(bytes), thread_share), invalid)
-            }
+        let (text, invalid) = match std::str::from_utf8(bytes) {
+            Ok(text) => (Cow::Borrowed(text), 0),
+            Err(_) => (String::from_utf8_lossy(bytes), bytes.utf8_chunks().map(|c| c.invalid().len() as u64).sum()),
         };
-        let mut out = vec![0u8; ids.len() * itemsize];
-        write_le(&mut out, &ids, itemsize);
-        num_tokens.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        let out = match itemsize {
+            2 => EncodedChunk::U16(encoder.encode_all_specials(&text, thread_share)),
+            _ => EncodedChunk::U32(encoder.encode_all_specials(&text, thread_share)),
+        };
+        num_tokens.fetch_add(out.len() as u64, Ordering::Relaxed);
         invalid_bytes.fetch_add(invalid, Ordering::Relaxed);
-        drop(ids);
         let mut state = in_order.lock().expect("in order");
         state.ready.insert(i, (out, start, end));
         loop {
@@ -196,15 +195,31 @@ fn encode_file(
     Ok(())
 }
 
-/// `ids` as little-endian integers of `itemsize` bytes (2 or 4) into `out`.
-pub(crate) fn write_le(out: &mut [u8], ids: &[u32], itemsize: usize) {
-    if itemsize == 2 {
-        for (out, &id) in out.chunks_exact_mut(2).zip(ids) {
-            out.copy_from_slice(&(id as u16).to_le_bytes());
+/// The ids of a chunk, as the token file holds them.
+enum EncodedChunk {
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+}
+
+impl EncodedChunk {
+    fn len(&self) -> usize {
+        match self {
+            EncodedChunk::U16(ids) => ids.len(),
+            EncodedChunk::U32(ids) => ids.len(),
         }
-    } else {
-        for (out, &id) in out.chunks_exact_mut(4).zip(ids) {
-            out.copy_from_slice(&id.to_le_bytes());
+    }
+
+    /// The ids as little-endian bytes (the ids' own memory on a little-endian machine).
+    fn le_bytes(&self) -> Cow<'_, [u8]> {
+        fn bytes<T>(ids: &[T]) -> &[u8] {
+            // SAFETY: u16 and u32 have no padding; any byte of them may be read.
+            unsafe { std::slice::from_raw_parts(ids.as_ptr() as *const u8, std::mem::size_of_val(ids)) }
+        }
+        match self {
+            EncodedChunk::U16(ids) if cfg!(target_endian = "little") => Cow::Borrowed(bytes(ids)),
+            EncodedChunk::U32(ids) if cfg!(target_endian = "little") => Cow::Borrowed(bytes(ids)),
+            EncodedChunk::U16(ids) => Cow::Owned(ids.iter().flat_map(|id| id.to_le_bytes()).collect()),
+            EncodedChunk::U32(ids) => Cow::Owned(ids.iter().flat_map(|id| id.to_le_bytes()).collect()),
         }
     }
 }

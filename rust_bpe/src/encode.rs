@@ -242,7 +242,7 @@ impl Encoder {
     /// Appends the ids of the pre-tokens of `text`, a block of them at a time: while one
     /// block is split, the cache slots of the block before it are asked into L2, so that
     /// by the time that block is encoded they have come from memory.
-    fn encode_text(&self, text: &str, cache: &mut Cache, out: &mut Vec<u32>) {
+    fn encode_text<T: TokenId>(&self, text: &str, cache: &mut Cache, out: &mut Vec<T>) {
         let mut blocks = Blocks::of(cache);
         self.push_text(&mut blocks, text.as_bytes(), text, 0, cache, out);
         self.finish(blocks, text.as_bytes(), cache, out);
@@ -250,7 +250,7 @@ impl Encoder {
 
     /// `encode_text` of the text between special tokens, and the ids of the special tokens,
     /// through the same blocks (a text of many short documents keeps them full).
-    fn encode_pieces(&self, text: &str, specials: &SpecialTokens, ids: &[u32], cache: &mut Cache, out: &mut Vec<u32>) {
+    fn encode_pieces<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], cache: &mut Cache, out: &mut Vec<T>) {
         let mut blocks = Blocks::of(cache);
         let bytes = text.as_bytes();
         specials.for_each_piece(text, |piece| match piece {
@@ -264,7 +264,7 @@ impl Encoder {
     }
 
     /// Adds the pre-tokens of `piece`, which starts at `offset` in `bytes`, to the blocks.
-    fn push_text(&self, blocks: &mut Blocks, bytes: &[u8], piece: &str, offset: usize, cache: &mut Cache, out: &mut Vec<u32>) {
+    fn push_text<T: TokenId>(&self, blocks: &mut Blocks, bytes: &[u8], piece: &str, offset: usize, cache: &mut Cache, out: &mut Vec<T>) {
         let mut splits = self.tokenizer.pattern().splits(piece);
         loop {
             let block = &mut blocks.pair[blocks.filling];
@@ -279,7 +279,7 @@ impl Encoder {
     }
 
     #[inline(always)]
-    fn push_range(&self, blocks: &mut Blocks, bytes: &[u8], start: usize, end: usize, cache: &mut Cache, out: &mut Vec<u32>) {
+    fn push_range<T: TokenId>(&self, blocks: &mut Blocks, bytes: &[u8], start: usize, end: usize, cache: &mut Cache, out: &mut Vec<T>) {
         let block = &mut blocks.pair[blocks.filling];
         block.ranges[block.n] = (start, end);
         block.n += 1;
@@ -290,7 +290,7 @@ impl Encoder {
 
     /// The filling block is full: its cache slots are asked for, and the block before it
     /// is encoded and emptied to be filled next.
-    fn rotate(&self, blocks: &mut Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
+    fn rotate<T: TokenId>(&self, blocks: &mut Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         blocks.pair[blocks.filling].prepare(bytes, &cache.short);
         if blocks.waiting {
             let w = blocks.filling ^ 1;
@@ -301,7 +301,7 @@ impl Encoder {
         blocks.filling ^= 1;
     }
 
-    fn finish(&self, mut blocks: Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
+    fn finish<T: TokenId>(&self, mut blocks: Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         let filling = blocks.filling;
         blocks.pair[filling].prepare(bytes, &cache.short);
         if blocks.waiting {
@@ -319,7 +319,7 @@ impl Encoder {
     /// slot is kept small; anything else (a miss, a special token, a long pre-token, ids in
     /// the arena) goes through `encode_other`.
     #[inline(never)]
-    fn encode_block(&self, bytes: &[u8], block: &Block, cache: &mut Cache, out: &mut Vec<u32>) {
+    fn encode_block<T: TokenId>(&self, bytes: &[u8], block: &Block, cache: &mut Cache, out: &mut Vec<T>) {
         let n = block.n;
         let keys = &block.keys[..n];
         for &(_, h) in &keys[..n.min(AHEAD)] {
@@ -339,7 +339,11 @@ impl Encoder {
                 let (key, h) = keys[i];
                 let Some(cached) = table.get(key, h).filter(|c| key != 0 && c.count & IN_ARENA == 0) else { break };
                 // SAFETY: `reserve` above left room for three ids per pre-token of the block.
-                unsafe { std::ptr::copy_nonoverlapping(cached.ids.as_ptr(), dst.add(len), 3) };
+                unsafe {
+                    dst.add(len).write(T::from_id(cached.ids[0]));
+                    dst.add(len + 1).write(T::from_id(cached.ids[1]));
+                    dst.add(len + 2).write(T::from_id(cached.ids[2]));
+                }
                 len += cached.count as usize;
                 i += 1;
             }
@@ -354,12 +358,12 @@ impl Encoder {
 
     /// Pre-token `i` of the block when it is not a hit with its ids in the cache slot.
     #[inline(never)]
-    fn encode_other(&self, bytes: &[u8], block: &Block, i: usize, cache: &mut Cache, out: &mut Vec<u32>) {
+    fn encode_other<T: TokenId>(&self, bytes: &[u8], block: &Block, i: usize, cache: &mut Cache, out: &mut Vec<T>) {
         let (key, h) = block.keys[i];
         let (start, end) = block.ranges[i];
         if key == 0 {
             if start == SPECIAL {
-                out.push(end as u32);
+                out.push(T::from_id(end as u32));
             } else {
                 self.encode_long_piece(&bytes[start..end], cache, out);
             }
@@ -433,29 +437,31 @@ impl Encoder {
         Cached::of(&ids[..count], arena)
     }
 
-    fn encode_long_piece(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
+    fn encode_long_piece<T: TokenId>(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         if let Some(&id) = self.long_tokens.get(piece) {
-            out.push(id);
+            out.push(T::from_id(id));
             return;
         }
-        if let Some(&(offset, len)) = cache.long.get(piece) {
-            out.extend_from_slice(&cache.arena[offset as usize..(offset + len) as usize]);
-            return;
-        }
-        let start = out.len();
-        self.merge(piece, cache, out);
-        let offset = cache.arena.len() as u32;
-        cache.arena.extend_from_slice(&out[start..]);
-        cache.long.insert(Box::from(piece), (offset, (out.len() - start) as u32));
+        let (offset, len) = match cache.long.get(piece) {
+            Some(&(offset, len)) => (offset as usize, len as usize),
+            None => {
+                let offset = cache.arena.len();
+                self.merge_to_arena(piece, cache);
+                let len = cache.arena.len() - offset;
+                cache.long.insert(Box::from(piece), (offset as u32, len as u32));
+                (offset, len)
+            }
+        };
+        extend_ids(out, &cache.arena[offset..offset + len]);
     }
 
-    /// tiktoken's byte-pair merge of one pre-token, appended to `out`.
-    fn merge(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<u32>) {
+    /// tiktoken's byte-pair merge of one pre-token, appended to the cache's arena.
+    fn merge_to_arena(&self, piece: &[u8], cache: &mut Cache) {
         if piece.len() > 64 {
-            return self.merge_long(piece, out);
+            return self.merge_long(piece, &mut cache.arena);
         }
         self.merge_into(piece, &mut cache.parts, &mut cache.ranks);
-        out.extend_from_slice(&cache.parts);
+        cache.arena.extend_from_slice(&cache.parts);
     }
 
     /// tiktoken's byte-pair merge of one pre-token of at most 64 bytes, into `parts`
@@ -536,7 +542,7 @@ impl Encoder {
     }
 
     /// Ids of text with no special tokens read (tiktoken's `encode_ordinary`).
-    pub fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) {
+    pub fn encode_ordinary_into<T: TokenId>(&self, text: &str, out: &mut Vec<T>) {
         self.with_cache(text.len(), 0, |cache| {
             self.encode_text(text, cache, out);
         })
@@ -545,13 +551,13 @@ impl Encoder {
     /// Ids of text reading the special tokens `specials` recognises.
     /// `thread_text_len`: how much text this thread is expected to encode in all, this text
     /// and the rest of its share of a parallel job (the cache is sized for it once).
-    fn encode_with_specials_into(&self, text: &str, specials: &SpecialTokens, ids: &[u32], thread_text_len: usize, out: &mut Vec<u32>) {
+    fn encode_with_specials_into<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], thread_text_len: usize, out: &mut Vec<T>) {
         self.with_cache(text.len(), thread_text_len, |cache| self.encode_pieces(text, specials, ids, cache, out))
     }
 
     /// Ids of `text` with every special token read as such, by a thread that will encode
     /// about `thread_text_len` bytes in all (its cache is sized for that once).
-    pub(crate) fn encode_all_specials(&self, text: &str, thread_text_len: usize) -> Vec<u32> {
+    pub(crate) fn encode_all_specials<T: TokenId>(&self, text: &str, thread_text_len: usize) -> Vec<T> {
         let ids: Vec<u32> = self.tokenizer.special_tokens().iter().map(|&(_, id)| id).collect();
         let mut out = ids_buffer(text.len());
         self.encode_with_specials_into(text, self.tokenizer.specials(), &ids, thread_text_len, &mut out);
@@ -602,14 +608,14 @@ impl Encoder {
 
     /// `encode`, with the ids left in the parts that were encoded in parallel (joined, they
     /// are the ids of `text`): for callers that copy them out anyway.
-    pub fn encode_parts(&self, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Vec<Vec<u32>>, BpeError> {
+    pub fn encode_parts<T: TokenId>(&self, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Vec<Vec<T>>, BpeError> {
         let (specials, ids) = self.prepare_specials(text, allowed, disallowed)?;
         Ok(self.encode_chunks(text, &specials, &ids, pool))
     }
 
     /// The ids of `text` in parts (one per chunk, in order), encoded in parallel when the
     /// pool has several threads; one part otherwise.
-    fn encode_chunks(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Vec<Vec<u32>> {
+    fn encode_chunks<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Vec<Vec<T>> {
         let threads = pool.map_or(1, |p| p.current_num_threads());
         // A thread whose cache is cold spends several milliseconds on its first megabytes
         // (seeding the cache, merging the common words again), so shorter texts are faster
@@ -627,7 +633,7 @@ impl Encoder {
         let pool = pool.expect("threads > 1 come with a pool");
         let num_chunks = cuts.len() - 1;
         let next_chunk = AtomicUsize::new(0);
-        let parts: Vec<Mutex<Vec<u32>>> = (0..num_chunks).map(|_| Mutex::new(Vec::new())).collect();
+        let parts: Vec<Mutex<Vec<T>>> = (0..num_chunks).map(|_| Mutex::new(Vec::new())).collect();
         let take_chunks = || loop {
             let i = next_chunk.fetch_add(1, Ordering::Relaxed);
             if i >= num_chunks {
@@ -673,12 +679,12 @@ impl Encoder {
 }
 
 /// Room for the ids of `text_len` bytes of text (about 4 bytes a token; it grows if not).
-fn ids_buffer(text_len: usize) -> Vec<u32> {
+fn ids_buffer<T>(text_len: usize) -> Vec<T> {
     crate::huge_pages::vec_with_capacity(text_len / 4 + 16)
 }
 
 /// The parts joined (the one part itself when there is one).
-fn concat(mut parts: Vec<Vec<u32>>) -> Vec<u32> {
+fn concat<T: Copy>(mut parts: Vec<Vec<T>>) -> Vec<T> {
     if parts.len() == 1 {
         return parts.pop().expect("one part");
     }
@@ -691,20 +697,36 @@ fn concat(mut parts: Vec<Vec<u32>>) -> Vec<u32> {
 
 /// Appends the ids of a cached pre-token.
 #[inline(always)]
-fn push_cached(cached: &Cached, arena: &[u32], out: &mut Vec<u32>) {
+fn push_cached<T: TokenId>(cached: &Cached, arena: &[u32], out: &mut Vec<T>) {
+    let count = (cached.count & !IN_ARENA) as usize;
     if cached.count & IN_ARENA == 0 {
-        if out.capacity() - out.len() < 3 {
-            out.reserve(3 * BLOCK);
-        }
-        let len = out.len();
-        // SAFETY: three more ids fit in the capacity; only the first `count` are kept.
-        unsafe {
-            std::ptr::copy_nonoverlapping(cached.ids.as_ptr(), out.as_mut_ptr().add(len), 3);
-            out.set_len(len + cached.count as usize);
-        }
+        extend_ids(out, &cached.ids[..count]);
     } else {
         let offset = cached.ids[0] as usize;
-        out.extend_from_slice(&arena[offset..offset + (cached.count & !IN_ARENA) as usize]);
+        extend_ids(out, &arena[offset..offset + count]);
+    }
+}
+
+fn extend_ids<T: TokenId>(out: &mut Vec<T>, ids: &[u32]) {
+    out.extend(ids.iter().map(|&id| T::from_id(id)));
+}
+
+/// How ids are written out: as u32, or as u16 when every id of the vocabulary fits.
+pub trait TokenId: Copy + Send + Sync + 'static {
+    fn from_id(id: u32) -> Self;
+}
+
+impl TokenId for u32 {
+    #[inline(always)]
+    fn from_id(id: u32) -> u32 {
+        id
+    }
+}
+
+impl TokenId for u16 {
+    #[inline(always)]
+    fn from_id(id: u32) -> u16 {
+        id as u16
     }
 }
 
@@ -748,18 +770,19 @@ mod tests {
     #[test]
     fn long_pieces_merge_like_short_ones() {
         let enc = trained();
-        for n in [10, 63, 64, 65, 200, 5000] {
+        for n in [10, 15, 63, 64, 65, 200, 5000] {
             let piece = "a".repeat(n);
-            let mut short = Vec::new();
-            enc.with_cache(0, 0, |cache| {
-                let parts_len = piece.len();
-                if parts_len <= 64 {
-                    enc.merge(piece.as_bytes(), cache, &mut short);
-                }
-            });
             let mut long = Vec::new();
             enc.merge_long(piece.as_bytes(), &mut long);
             if n <= 64 {
+                let (mut parts, mut ranks) = (Vec::new(), Vec::new());
+                enc.merge_into(piece.as_bytes(), &mut parts, &mut ranks);
+                assert_eq!(parts, long, "n = {n}");
+            }
+            if n <= MAX_PACKED {
+                let mut arena = Vec::new();
+                let mut short: Vec<u32> = Vec::new();
+                push_cached(&enc.merge_short(piece.as_bytes(), &mut arena), &arena, &mut short);
                 assert_eq!(short, long, "n = {n}");
             }
             assert_eq!(enc.decode_bytes(&long).unwrap(), piece.as_bytes());
@@ -775,5 +798,7 @@ mod tests {
         let one = enc.encode(&text, &Allowed::All, &Allowed::None, None).unwrap();
         let many = enc.encode(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap();
         assert_eq!(one, many);
+        let narrow = concat(enc.encode_parts::<u16>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap());
+        assert!(one.iter().map(|&id| id as u16).eq(narrow));
     }
 }

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString};
 use rayon::prelude::*;
 
-use crate::corpus::{encode_files, write_le};
-use crate::encode::{Allowed, Encoder};
+use crate::corpus::encode_files;
+use crate::encode::{Allowed, Encoder, TokenId};
 use crate::error::BpeError;
 use crate::pretokenize::Pattern;
 use crate::tokenizer::Tokenizer;
@@ -234,38 +234,28 @@ impl CoreTokenizer {
         Ok(py.detach(|| self.encoder().encode_ordinary(text, pool.as_deref())))
     }
 
-    /// The ids as little-endian integers of `itemsize` bytes (2 or 4) in a bytearray, for numpy.
-    fn encode_to_bytes<'py>(
+    /// The ids as u16 (`itemsize` 2) or u32 (4), in an array numpy takes without a copy.
+    fn encode_to_array(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         text: &Bound<'_, PyString>,
         allowed_special: &Bound<'_, PyAny>,
         disallowed_special: &Bound<'_, PyAny>,
         threads: usize,
         itemsize: usize,
-    ) -> PyResult<Bound<'py, PyByteArray>> {
+    ) -> PyResult<TokenArray> {
         let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
         let text = Utf8::of(text)?;
         let text = text.as_str();
         let pool = pool(threads)?;
-        let parts = py.detach(|| self.encoder().encode_parts(text, &allowed, &disallowed, pool.as_deref())).map_err(to_py_err)?;
-        let total: usize = parts.iter().map(Vec::len).sum();
-        PyByteArray::new_with(py, total * itemsize, |buf| {
-            // Each part is written to its own slice of the array, in parallel when there is a pool.
-            let mut slices = Vec::with_capacity(parts.len());
-            let mut rest = buf;
-            for part in &parts {
-                let (head, tail) = rest.split_at_mut(part.len() * itemsize);
-                slices.push(head);
-                rest = tail;
-            }
-            let fill = |(out, ids): (&mut &mut [u8], &Vec<u32>)| write_le(out, ids, itemsize);
-            py.detach(|| match pool.as_deref() {
-                Some(pool) => pool.install(|| slices.par_iter_mut().zip(&parts).for_each(fill)),
-                None => slices.iter_mut().zip(&parts).for_each(fill),
-            });
-            Ok(())
+        let pool = pool.as_deref();
+        let encoder = self.encoder();
+        py.detach(|| match itemsize {
+            2 => Ok(TokenArray::new(joined(encoder.encode_parts::<u16>(text, &allowed, &disallowed, pool)?, pool), "<u2")),
+            4 => Ok(TokenArray::new(joined(encoder.encode_parts::<u32>(text, &allowed, &disallowed, pool)?, pool), "<u4")),
+            _ => Err(BpeError::InvalidArgument(format!("itemsize must be 2 or 4, not {itemsize}"))),
         })
+        .map_err(to_py_err)
     }
 
     fn encode_batch(&self, py: Python<'_>, texts: Vec<Bound<'_, PyString>>, allowed_special: &Bound<'_, PyAny>, disallowed_special: &Bound<'_, PyAny>, threads: usize) -> PyResult<Vec<Vec<u32>>> {
@@ -358,6 +348,84 @@ impl CoreTokenizer {
     }
 }
 
+/// The parts joined into one vector, copied in parallel when there is a pool.
+fn joined<T: TokenId>(mut parts: Vec<Vec<T>>, pool: Option<&rayon::ThreadPool>) -> Vec<T> {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let total = parts.iter().map(Vec::len).sum();
+    let mut out: Vec<T> = crate::huge_pages::vec_with_capacity(total);
+    let mut slices = Vec::with_capacity(parts.len());
+    let mut rest = &mut out.spare_capacity_mut()[..total];
+    for part in &parts {
+        let (head, tail) = rest.split_at_mut(part.len());
+        slices.push(head);
+        rest = tail;
+    }
+    let copy = |(dst, src): (&mut &mut [std::mem::MaybeUninit<T>], &Vec<T>)| {
+        // SAFETY: `dst` has room for exactly `src.len()` items; T is a plain integer.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr() as *mut T, src.len()) }
+    };
+    match pool {
+        Some(pool) => pool.install(|| slices.par_iter_mut().zip(&parts).for_each(copy)),
+        None => slices.iter_mut().zip(&parts).for_each(copy),
+    }
+    // SAFETY: the copies above wrote all `total` items.
+    unsafe { out.set_len(total) };
+    out
+}
+
+/// Token ids owned here and shown to numpy through `__array_interface__`, so that
+/// `numpy.asarray` makes an array of them without a copy (the array keeps this alive).
+#[pyclass(module = "pybpe._core", frozen)]
+struct TokenArray {
+    /// The ids' memory, which numpy may write to; given back in `drop`.
+    data: *mut u8,
+    len: usize,
+    capacity: usize,
+    typestr: &'static str,
+}
+
+// SAFETY: the memory is owned by this object alone, and reached only through numpy.
+unsafe impl Send for TokenArray {}
+unsafe impl Sync for TokenArray {}
+
+impl TokenArray {
+    fn new<T: TokenId>(ids: Vec<T>, typestr: &'static str) -> TokenArray {
+        let mut ids = std::mem::ManuallyDrop::new(ids);
+        TokenArray { data: ids.as_mut_ptr() as *mut u8, len: ids.len(), capacity: ids.capacity(), typestr }
+    }
+}
+
+impl Drop for TokenArray {
+    fn drop(&mut self) {
+        // SAFETY: rebuilds the vector `new` took apart, with its element type.
+        unsafe {
+            match self.typestr {
+                "<u2" => drop(Vec::from_raw_parts(self.data as *mut u16, self.len, self.capacity)),
+                _ => drop(Vec::from_raw_parts(self.data as *mut u32, self.len, self.capacity)),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl TokenArray {
+    #[getter]
+    fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let interface = PyDict::new(py);
+        interface.set_item("shape", (self.len,))?;
+        interface.set_item("typestr", self.typestr)?;
+        interface.set_item("data", (self.data as usize, false))?;
+        interface.set_item("version", 3)?;
+        Ok(interface)
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+}
+
 /// Splits `text` into pre-tokens (special tokens cut out first and returned whole).
 #[pyfunction]
 #[pyo3(signature = (text, pattern = "gpt2", special_tokens = Vec::new()))]
@@ -432,6 +500,7 @@ fn train_bpe<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<CoreTokenizer>()?;
+    m.add_class::<TokenArray>()?;
     m.add_function(wrap_pyfunction!(train_bpe, m)?)?;
     m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     m.add_function(wrap_pyfunction!(char_classes, m)?)?;
