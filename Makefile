@@ -5,6 +5,9 @@ PYTHON ?= python3
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[train,test]"
+	@# An editable install leaves the modules uncompiled (as a wheel install would not); compiled
+	@# here, the CLI does not compile them at every start where PYTHONDONTWRITEBYTECODE is set.
+	$(PYTHON) -m compileall -q pybpe training
 
 demo: install
 	$(PYTHON) -m pybpe demo

@@ -79,7 +79,13 @@ def encode_files(tokenizer, paths, out_path, *, dtype: str = "auto", threads: in
 
 
 def tokenizer_sha256(tokenizer) -> str:
-    """Hash of the tokenizer's content (its JSON document), whatever file it came from."""
+    """Hash of the tokenizer file it was loaded from (or saved to); of the JSON document it
+    would be saved as when there is no such file."""
+    if tokenizer.source_path:
+        try:
+            return hashlib.sha256(Path(tokenizer.source_path).read_bytes()).hexdigest()
+        except OSError:
+            pass
     return hashlib.sha256(tokenizer.to_json().encode("utf-8")).hexdigest()
 
 
