@@ -3,7 +3,9 @@
 //! parts whose concatenation has the lowest rank (id), leftmost first.
 //!
 //! Speed comes from a per-thread cache of pre-token -> ids (pre-tokens of up to 15 bytes
-//! are packed into one u128 key; every token of the vocabulary is in it from the start),
+//! are packed into one u128 key; it holds the pre-tokens met, and the whole vocabulary
+//! only once the text is long enough to meet most of it, so that it stays small for a
+//! small text),
 //! a pair table (left id, right id) -> merged id instead of hashing byte strings, and
 //! parallel chunks cut where no pre-token or special token crosses.
 
@@ -42,7 +44,9 @@ pub struct Encoder {
     byte_pair_ranks: Vec<u32>,
     /// Whether every id fits in 28 bits, as `merge_short` needs.
     short_keys_fit: bool,
-    /// Every token of at most 15 bytes, by its packed bytes (the seed of every cache).
+    /// Every token of at most 15 bytes, by its packed bytes: asked when a pre-token is
+    /// first met, and copied into a cache that will see a text long enough to meet most
+    /// of them.
     short_tokens: PackedTable<Cached>,
     /// Every longer token.
     long_tokens: FxHashMap<Box<[u8]>, u32>,
@@ -53,7 +57,7 @@ pub struct Encoder {
 const BLOCK: usize = 256;
 /// How many lookups ahead a cache slot is prefetched.
 const AHEAD: usize = 16;
-/// A cache is reset to its seed when it grows past this many pre-tokens.
+/// A cache is emptied when it grows past this many pre-tokens.
 const MAX_CACHE_ENTRIES: usize = 1 << 21;
 
 /// The ids of a pre-token: `count` (at most three) ids in `ids`, or (`count` with
@@ -138,6 +142,8 @@ impl Block {
 struct Cache {
     encoder: u64,
     short: PackedTable<Cached>,
+    /// Whether every token of `Encoder::short_tokens` is in `short`.
+    has_vocabulary: bool,
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
     arena: Vec<u32>,
     /// Scratch space of the merge loop.
@@ -220,11 +226,15 @@ impl Encoder {
             // Distinct pre-tokens grow as a power of the text length (Heaps' law); room for
             // them up front saves growing the table step by step.
             let distinct = ((seen + text_len).max(expected_len) as f64).powf(0.7) as usize;
-            let wanted = (self.short_tokens.len() + distinct).min(MAX_CACHE_ENTRIES);
+            // A text with more distinct pre-tokens than the vocabulary has tokens meets most
+            // tokens: they are put in the cache at once rather than found one by one.
+            let with_vocabulary = distinct >= self.short_tokens.len();
+            let wanted = (distinct + if with_vocabulary { self.short_tokens.len() } else { 0 }).min(MAX_CACHE_ENTRIES);
             if stale {
                 *slot = Some(Cache {
                     encoder: self.id,
-                    short: self.short_tokens.clone_with_capacity(wanted),
+                    short: PackedTable::with_capacity(wanted),
+                    has_vocabulary: false,
                     long: FxHashMap::default(),
                     arena: Vec::new(),
                     parts: Vec::new(),
@@ -235,6 +245,12 @@ impl Encoder {
             }
             let cache = slot.as_mut().expect("cache");
             cache.short.reserve(wanted);
+            if with_vocabulary && !cache.has_vocabulary {
+                for (key, token) in self.short_tokens.iter() {
+                    *cache.short.entry(key, hash(key)) = token;
+                }
+                cache.has_vocabulary = true;
+            }
             cache.text_seen += text_len;
             f(cache)
         })
@@ -378,7 +394,11 @@ impl Encoder {
         let cached = match cache.short.get(key, h) {
             Some(cached) => cached,
             None => {
-                let cached = self.merge_short(&bytes[start..end], &mut cache.arena);
+                let token = if cache.has_vocabulary { None } else { self.short_tokens.get(key, h) };
+                let cached = match token {
+                    Some(token) => token,
+                    None => self.merge_short(&bytes[start..end], &mut cache.arena),
+                };
                 *cache.short.entry(key, h) = cached;
                 cached
             }
@@ -624,7 +644,7 @@ impl Encoder {
     fn encode_chunks<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Vec<Vec<T>> {
         let threads = pool.map_or(1, |p| p.current_num_threads());
         // A thread whose cache is cold spends several milliseconds on its first megabytes
-        // (seeding the cache, merging the common words again), so shorter texts are faster
+        // (merging the common words again), so shorter texts are faster
         // on one thread.
         const MIN_PARALLEL: usize = 6 << 20;
         const MIN_CHUNK: usize = 1 << 20;
@@ -771,6 +791,22 @@ mod tests {
         assert!(!ordinary.contains(&eot));
         assert_eq!(enc.decode_bytes(&ordinary).unwrap(), text.as_bytes());
         assert!(matches!(enc.encode(text, &Allowed::None, &Allowed::All, None), Err(BpeError::DisallowedSpecial(_))));
+    }
+
+    #[test]
+    fn caches_with_and_without_the_vocabulary_agree() {
+        let text = "the quick brown fox, then the lazy dogs jump over the end aaaa  \n\n the dog";
+        let none = SpecialTokens::new(&[]).unwrap();
+        let small = trained();
+        let mut found_one_by_one: Vec<u32> = Vec::new();
+        small.encode_with_specials_into(text, &none, &[], text.len(), &mut found_one_by_one);
+        small.with_cache(0, 0, |cache| assert!(!cache.has_vocabulary));
+        let big = trained();
+        let mut all_at_once: Vec<u32> = Vec::new();
+        big.encode_with_specials_into(text, &none, &[], 1 << 20, &mut all_at_once);
+        big.with_cache(0, 0, |cache| assert!(cache.has_vocabulary));
+        assert_eq!(found_one_by_one, all_at_once);
+        assert_eq!(big.decode_bytes(&all_at_once).unwrap(), text.as_bytes());
     }
 
     #[test]
