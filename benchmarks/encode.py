@@ -12,7 +12,8 @@ Each (peer, threads, corpus) is measured in a fresh Python subprocess (this scri
 --worker): the tokenizer is loaded and warmed up on a small unrelated text (not timed),
 the corpus is read into memory (not timed), then one call that turns the text into ids
 is timed, so every pre-token cache starts cold for the corpus, as when a file is encoded
-once. Threads are set with RAYON_NUM_THREADS for every peer, plus each peer's own knob.
+once. Threads are set with RAYON_NUM_THREADS for every peer, plus each peer's own knob;
+OPENBLAS_NUM_THREADS=1 keeps numpy's idle BLAS threads from taking CPU time from any of them.
 With --repeat N each is measured N times, in rounds over all of them (the VM's speed
 drifts from minute to minute), and the fastest is kept.
 
@@ -149,7 +150,10 @@ def data_dir():
 
 
 def measure(peer, threads, corpus, exports):
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false" if threads == 1 else "true")
+    # No peer uses BLAS; numpy's OpenBLAS would start a thread per core that spins for a while
+    # after numpy is imported, taking CPU time from whichever peer runs then.
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false" if threads == 1 else "true",
+               OPENBLAS_NUM_THREADS="1")
     command = [sys.executable, os.path.abspath(__file__), "--worker", peer, "--threads", str(threads),
                "--corpus", str(corpus), "--exports", json.dumps(exports)]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
