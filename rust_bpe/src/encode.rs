@@ -643,11 +643,10 @@ impl Encoder {
     /// pool has several threads; one part otherwise.
     fn encode_chunks<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Vec<Vec<T>> {
         let threads = pool.map_or(1, |p| p.current_num_threads());
-        // A thread whose cache is cold spends several milliseconds on its first megabytes
-        // (merging the common words again), so shorter texts are faster
-        // on one thread.
-        const MIN_PARALLEL: usize = 6 << 20;
-        const MIN_CHUNK: usize = 1 << 20;
+        // A thread whose cache is cold merges the common words again, so a text under a
+        // megabyte is faster on one thread.
+        const MIN_PARALLEL: usize = 1 << 20;
+        const MIN_CHUNK: usize = 256 << 10;
         if threads <= 1 || text.len() < MIN_PARALLEL {
             let mut out = ids_buffer(text.len());
             self.encode_with_specials_into(text, specials, ids, text.len(), &mut out);
@@ -834,9 +833,10 @@ mod tests {
     #[test]
     fn parallel_chunks_give_the_same_ids() {
         let enc = trained();
-        // Past the length from which a text is encoded in parallel chunks (6 MiB).
-        let text = "the quick brown fox\njumps over the lazy dog<|endoftext|>\n".repeat(120_000);
+        // Past the length from which a text is encoded in parallel chunks (1 MiB).
+        let text = "the quick brown fox\njumps over the lazy dog<|endoftext|>\n".repeat(30_000);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        assert!(enc.encode_parts::<u32>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap().len() > 1);
         let one = enc.encode(&text, &Allowed::All, &Allowed::None, None).unwrap();
         let many = enc.encode(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap();
         assert_eq!(one, many);
