@@ -1,0 +1,24 @@
+#!/bin/bash
+# A/B of two copies of the pybpe package (each a folder holding pybpe/ with its built _core),
+# run alternately: one cold `encode_to_numpy` call per fresh process, as encode.py's workers do
+# (GPT-2, warmed up on small texts first). Prints the mean and best seconds of each.
+#
+#   git stash; make install; cp -r pybpe /tmp/A/; git stash pop; make install; cp -r pybpe /tmp/B/
+#   benchmarks/alternate_python.sh /tmp/A /tmp/B [CORPUS] [THREADS] [ROUNDS]
+DATA=${PYBPE_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
+A=$1; B=$2; C=${3:-$DATA/corpora/enwiki_extract.txt}; T=${4:-1}; R=${5:-5}
+CALL='
+import sys, time
+import pybpe
+from pybpe.data import data_file
+tok = pybpe.Tokenizer.from_gpt2(data_file("cs336/gpt2_vocab.json"), data_file("cs336/gpt2_merges.txt"))
+for name in ["cs336/tinystories_sample.txt", "cs336/german.txt", "cs336/address.txt"]:
+    tok.encode_to_numpy(data_file(name).read_text(), allowed_special="all", threads=1)
+text = open(sys.argv[1], encoding="utf-8").read()
+started = time.perf_counter()
+tok.encode_to_numpy(text, allowed_special="all", threads=int(sys.argv[2]))
+print(time.perf_counter() - started)
+'
+for i in $(seq "$R"); do for d in "$A" "$B"; do
+  echo "$d $(cd /tmp && PYTHONPATH=$d PYBPE_DATA=$DATA OPENBLAS_NUM_THREADS=1 python3 -c "$CALL" "$C" "$T")"
+done; done | awk '{k=$1; w=$2; s[k]+=w; n[k]++; if(!(k in m)||w<m[k])m[k]=w} END{for(k in s) printf "%s mean %.4f s best %.4f s\n", k, s[k]/n[k], m[k]}'
