@@ -122,14 +122,19 @@ impl Block {
         Block { ranges: [(0, 0); BLOCK], keys: [(0, 0); BLOCK], n: 0 }
     }
 
-    /// Packs the keys and asks the cache slots they will look up into L2.
+    /// Packs the keys and asks the cache slots they will look up into L2 (and the slots of
+    /// `vocabulary`, where a pre-token missing from the cache is looked up next, when the
+    /// cache does not hold the vocabulary).
     #[inline(always)]
-    fn prepare(&mut self, bytes: &[u8], table: &PackedTable<Cached>) {
+    fn prepare(&mut self, bytes: &[u8], table: &PackedTable<Cached>, vocabulary: Option<&PackedTable<Cached>>) {
         for (key, &(start, end)) in self.keys.iter_mut().zip(&self.ranges[..self.n]) {
             *key = if start != SPECIAL && end - start <= MAX_PACKED {
                 let packed = pack_at(bytes, start, end);
                 let h = hash(packed);
                 table.prefetch_l2(h);
+                if let Some(vocabulary) = vocabulary {
+                    vocabulary.prefetch_l2(h);
+                }
                 (packed, h)
             } else {
                 (0, 0)
@@ -313,7 +318,7 @@ impl Encoder {
     /// The filling block is full: its cache slots are asked for, and the block before it
     /// is encoded and emptied to be filled next.
     fn rotate<T: TokenId>(&self, blocks: &mut Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
-        blocks.pair[blocks.filling].prepare(bytes, &cache.short);
+        blocks.pair[blocks.filling].prepare(bytes, &cache.short, (!cache.has_vocabulary).then_some(&self.short_tokens));
         if blocks.waiting {
             let w = blocks.filling ^ 1;
             self.encode_block(bytes, &blocks.pair[w], cache, out);
@@ -325,7 +330,7 @@ impl Encoder {
 
     fn finish<T: TokenId>(&self, mut blocks: Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         let filling = blocks.filling;
-        blocks.pair[filling].prepare(bytes, &cache.short);
+        blocks.pair[filling].prepare(bytes, &cache.short, (!cache.has_vocabulary).then_some(&self.short_tokens));
         if blocks.waiting {
             self.encode_block(bytes, &blocks.pair[filling ^ 1], cache, out);
         }
