@@ -89,6 +89,23 @@ def test_encode_of_several_files_is_their_ids_one_after_another(tok, tokenizer_f
     assert np.fromfile(out, dtype="<u2").tolist() == expected
 
 
+def test_encode_file_gives_the_same_bytes_for_any_thread_count(tok, data, german, tmp_path):
+    # Long enough for many chunks per thread, so that chunks finish out of order and threads
+    # wait for the writer; two files, so that the second continues where the first ended.
+    corpus = data / "corpora/war_and_peace.txt"
+    assert corpus.stat().st_size > 3 << 20
+    outputs = []
+    for threads in (1, 2, 3):
+        out = tmp_path / f"out{threads}.bin"
+        sidecar = tok.encode_file([corpus, german], out, threads=threads)
+        outputs.append(out.read_bytes())
+        assert sidecar["num_tokens"] * 2 == len(outputs[-1])
+    assert outputs[0] == outputs[1] == outputs[2]
+    texts = [path.read_bytes().decode("utf-8") for path in (corpus, german)]  # \r\n kept
+    expected = [i for text in texts for i in tok.encode(text, allowed_special="all", threads=1)]
+    assert np.frombuffer(outputs[0], dtype="<u2").tolist() == expected
+
+
 def test_encode_with_uint32(tok, tokenizer_file, stories, tmp_path):
     out = tmp_path / "out.bin"
     assert run_pybpe("encode", "-t", tokenizer_file, stories, "-o", out, "--dtype", "uint32", "--threads", 1).returncode == 0
