@@ -315,10 +315,16 @@ impl Encoder {
         }
     }
 
+    /// Packs a full block's keys and asks for the slots its lookups will read.
+    #[inline(always)]
+    fn prepare(&self, block: &mut Block, bytes: &[u8], cache: &Cache) {
+        block.prepare(bytes, &cache.short, (!cache.has_vocabulary).then_some(&self.short_tokens));
+    }
+
     /// The filling block is full: its cache slots are asked for, and the block before it
     /// is encoded and emptied to be filled next.
     fn rotate<T: TokenId>(&self, blocks: &mut Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
-        blocks.pair[blocks.filling].prepare(bytes, &cache.short, (!cache.has_vocabulary).then_some(&self.short_tokens));
+        self.prepare(&mut blocks.pair[blocks.filling], bytes, cache);
         if blocks.waiting {
             let w = blocks.filling ^ 1;
             self.encode_block(bytes, &blocks.pair[w], cache, out);
@@ -330,7 +336,7 @@ impl Encoder {
 
     fn finish<T: TokenId>(&self, mut blocks: Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         let filling = blocks.filling;
-        blocks.pair[filling].prepare(bytes, &cache.short, (!cache.has_vocabulary).then_some(&self.short_tokens));
+        self.prepare(&mut blocks.pair[filling], bytes, cache);
         if blocks.waiting {
             self.encode_block(bytes, &blocks.pair[filling ^ 1], cache, out);
         }
@@ -364,7 +370,10 @@ impl Encoder {
                     table.prefetch(h);
                 }
                 let (key, h) = keys[i];
-                let Some(cached) = table.get(key, h).filter(|c| key != 0 && c.count & IN_ARENA == 0) else { break };
+                if key == 0 {
+                    break; // a special token or a long pre-token
+                }
+                let Some(cached) = table.get(key, h).filter(|c| c.count & IN_ARENA == 0) else { break };
                 // SAFETY: `reserve` above left room for three ids per pre-token of the block.
                 unsafe {
                     dst.add(len).write(T::from_id(cached.ids[0]));
@@ -634,7 +643,7 @@ impl Encoder {
 
     /// Encodes `text` (tiktoken's `encode`), in parallel chunks when `threads` > 1.
     pub fn encode(&self, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Vec<u32>, BpeError> {
-        Ok(concat(self.encode_parts(text, allowed, disallowed, pool)?))
+        Ok(concat(self.encode_parts(text, allowed, disallowed, pool)?, pool))
     }
 
     /// `encode`, with the ids left in the parts that were encoded in parallel (joined, they
@@ -686,7 +695,7 @@ impl Encoder {
 
     pub fn encode_ordinary(&self, text: &str, pool: Option<&rayon::ThreadPool>) -> Vec<u32> {
         let none = SpecialTokens::new(&[]).expect("no specials");
-        concat(self.encode_chunks(text, &none, &[], pool))
+        concat(self.encode_chunks(text, &none, &[], pool), pool)
     }
 
     /// Encodes many texts, in parallel over the texts.
@@ -713,15 +722,31 @@ fn ids_buffer<T>(text_len: usize) -> Vec<T> {
     crate::huge_pages::vec_with_capacity(text_len / 4 + 16)
 }
 
-/// The parts joined (the one part itself when there is one).
-fn concat<T: Copy>(mut parts: Vec<Vec<T>>) -> Vec<T> {
+/// The parts joined (the one part itself when there is one), copied in parallel when
+/// there is a pool.
+pub fn concat<T: TokenId>(mut parts: Vec<Vec<T>>, pool: Option<&rayon::ThreadPool>) -> Vec<T> {
     if parts.len() == 1 {
         return parts.pop().expect("one part");
     }
-    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-    for part in parts {
-        out.extend_from_slice(&part);
+    let total = parts.iter().map(Vec::len).sum();
+    let mut out: Vec<T> = crate::huge_pages::vec_with_capacity(total);
+    let mut slices = Vec::with_capacity(parts.len());
+    let mut rest = &mut out.spare_capacity_mut()[..total];
+    for part in &parts {
+        let (head, tail) = rest.split_at_mut(part.len());
+        slices.push(head);
+        rest = tail;
     }
+    let copy = |(dst, src): (&mut &mut [std::mem::MaybeUninit<T>], &Vec<T>)| {
+        // SAFETY: `dst` has room for exactly `src.len()` items; T is a plain integer.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr() as *mut T, src.len()) }
+    };
+    match pool {
+        Some(pool) => pool.install(|| slices.par_iter_mut().zip(&parts).for_each(copy)),
+        None => slices.iter_mut().zip(&parts).for_each(copy),
+    }
+    // SAFETY: the copies above wrote all `total` items.
+    unsafe { out.set_len(total) };
     out
 }
 
@@ -845,7 +870,7 @@ mod tests {
         let one = enc.encode(&text, &Allowed::All, &Allowed::None, None).unwrap();
         let many = enc.encode(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap();
         assert_eq!(one, many);
-        let narrow = concat(enc.encode_parts::<u16>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap());
+        let narrow = concat(enc.encode_parts::<u16>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap(), None);
         assert!(one.iter().map(|&id| id as u16).eq(narrow));
     }
 }

@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
-use rayon::prelude::*;
 
 use crate::corpus::encode_files;
-use crate::encode::{Allowed, Encoder, TokenId};
+use crate::encode::{concat, Allowed, Encoder, TokenId};
 use crate::error::BpeError;
 use crate::pretokenize::Pattern;
 use crate::tokenizer::Tokenizer;
@@ -251,8 +250,8 @@ impl CoreTokenizer {
         let pool = pool.as_deref();
         let encoder = self.encoder();
         py.detach(|| match itemsize {
-            2 => Ok(TokenArray::new(joined(encoder.encode_parts::<u16>(text, &allowed, &disallowed, pool)?, pool), "<u2")),
-            4 => Ok(TokenArray::new(joined(encoder.encode_parts::<u32>(text, &allowed, &disallowed, pool)?, pool), "<u4")),
+            2 => Ok(TokenArray::new(concat(encoder.encode_parts::<u16>(text, &allowed, &disallowed, pool)?, pool), "<u2")),
+            4 => Ok(TokenArray::new(concat(encoder.encode_parts::<u32>(text, &allowed, &disallowed, pool)?, pool), "<u4")),
             _ => Err(BpeError::InvalidArgument(format!("itemsize must be 2 or 4, not {itemsize}"))),
         })
         .map_err(to_py_err)
@@ -346,33 +345,6 @@ impl CoreTokenizer {
         dict.set_item("seconds", report.seconds)?;
         Ok(dict)
     }
-}
-
-/// The parts joined into one vector, copied in parallel when there is a pool.
-fn joined<T: TokenId>(mut parts: Vec<Vec<T>>, pool: Option<&rayon::ThreadPool>) -> Vec<T> {
-    if parts.len() == 1 {
-        return parts.pop().expect("one part");
-    }
-    let total = parts.iter().map(Vec::len).sum();
-    let mut out: Vec<T> = crate::huge_pages::vec_with_capacity(total);
-    let mut slices = Vec::with_capacity(parts.len());
-    let mut rest = &mut out.spare_capacity_mut()[..total];
-    for part in &parts {
-        let (head, tail) = rest.split_at_mut(part.len());
-        slices.push(head);
-        rest = tail;
-    }
-    let copy = |(dst, src): (&mut &mut [std::mem::MaybeUninit<T>], &Vec<T>)| {
-        // SAFETY: `dst` has room for exactly `src.len()` items; T is a plain integer.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr() as *mut T, src.len()) }
-    };
-    match pool {
-        Some(pool) => pool.install(|| slices.par_iter_mut().zip(&parts).for_each(copy)),
-        None => slices.iter_mut().zip(&parts).for_each(copy),
-    }
-    // SAFETY: the copies above wrote all `total` items.
-    unsafe { out.set_len(total) };
-    out
 }
 
 /// Token ids owned here and shown to numpy through `__array_interface__`, so that
