@@ -111,6 +111,39 @@ def test_lone_surrogates_are_replaced_as_tiktoken_does(gpt2, reference):
     assert gpt2.encode_batch([text]) == [reference.encode(text)]
 
 
+@pytest.mark.parametrize(("letters", "widest"), [("café ÿ", range(0x80, 0x100)), ("αβγ 中文 é", range(0x100, 0x10000)),
+                                                  ("😀 é α", range(0x10000, 0x110000))],
+                         ids=["latin-1", "ucs-2", "ucs-4"])
+def test_long_texts_of_every_str_width_give_tiktokens_ids(gpt2, reference, letters, widest):
+    # A non-ASCII str is read in its own storage (one, two or four bytes a character) and
+    # turned into UTF-8 in windows of 64K characters by each thread: texts long enough for
+    # many windows and parallel chunks, special tokens and odd characters everywhere.
+    words = ["the", " quick", " fox", "\n", "  ", "\n\n", ".", EOT, *letters.split()]
+    rng = np.random.default_rng(3)
+    text = "".join(words[i] + " " * int(i % 3 == 0) for i in rng.integers(0, len(words), 400_000))
+    text += letters * 70_000 + EOT + "end"
+    assert max(map(ord, text)) in widest
+    expected = reference.encode(text, allowed_special="all")
+    for threads in (1, 2):
+        assert gpt2.encode(text, allowed_special="all", threads=threads) == expected
+        assert gpt2.encode_to_numpy(text, allowed_special="all", threads=threads).tolist() == expected
+        assert gpt2.encode_ordinary(text, threads=threads) == reference.encode_ordinary(text)
+        with pytest.raises(pybpe.SpecialTokenError):
+            gpt2.encode(text[-200_000:], threads=threads)
+
+
+def test_a_non_ascii_str_is_read_in_its_own_storage_on_cpython_3_9_to_3_14():
+    # Elsewhere the layout check fails and CPython's UTF-8 is used: same ids, slower.
+    assert pybpe._core.reads_str_storage()
+
+
+def test_a_lone_surrogate_far_into_a_long_text_is_replaced_as_tiktoken_does(gpt2, reference):
+    text = "naïve café, the end. " * 80_000
+    text = text[:1_500_000] + "\udc00" + text[1_500_000:]
+    for threads in (1, 2):
+        assert gpt2.encode(text, threads=threads) == reference.encode(text)
+
+
 def test_decode(gpt2):
     ids = gpt2.encode("naïve café 😀", allowed_special="all")
     assert gpt2.decode(ids) == "naïve café 😀"

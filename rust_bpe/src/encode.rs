@@ -10,7 +10,7 @@
 //! parallel chunks cut where no pre-token or special token crosses.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
@@ -22,7 +22,8 @@ use rustc_hash::FxHashMap;
 use crate::error::BpeError;
 use crate::packed_table::{hash, PackedTable};
 use crate::pair_ranks::PairRanks;
-use crate::pretokenize::{cut_points, pack, pack_at, Piece, SpecialTokens, MAX_PACKED};
+use crate::pretokenize::{cut_points, cut_points_chars, last_cut_after, pack, pack_at, Piece, SpecialTokens, MAX_PACKED};
+use crate::utf8::{push_utf8, CodeUnit, Surrogate};
 use crate::tokenizer::Tokenizer;
 
 /// Which special tokens are read as special tokens in the text.
@@ -607,6 +608,13 @@ impl Encoder {
     /// The special tokens read as such, with their ids; an error if the text holds a
     /// disallowed one (tiktoken's check: any occurrence of any disallowed special).
     fn prepare_specials(&self, text: &str, allowed: &Allowed, disallowed: &Allowed) -> Result<(SpecialTokens, Vec<u32>), BpeError> {
+        let (specials, ids, banned) = self.choose_specials(allowed, disallowed)?;
+        check_banned(text.as_bytes(), banned.as_ref())?;
+        Ok((specials, ids))
+    }
+
+    /// The special tokens read as such, with their ids, and a matcher of the disallowed ones.
+    fn choose_specials(&self, allowed: &Allowed, disallowed: &Allowed) -> Result<(SpecialTokens, Vec<u32>, Option<AhoCorasick>), BpeError> {
         let all = self.tokenizer.special_tokens();
         let is_allowed = |name: &str| match allowed {
             Allowed::None => false,
@@ -627,18 +635,15 @@ impl Encoder {
                 Allowed::Some(list) => list.iter().any(|s| s == n),
             })
             .collect();
-        if !banned.is_empty() && !text.is_empty() {
-            let matcher = AhoCorasick::builder()
+        let banned = (!banned.is_empty()).then(|| {
+            AhoCorasick::builder()
                 .kind(Some(AhoCorasickKind::DFA))
                 .match_kind(MatchKind::LeftmostFirst)
                 .build(&banned)
-                .expect("special-token matcher");
-            if let Some(m) = matcher.find(text) {
-                return Err(BpeError::DisallowedSpecial(text[m.start()..m.end()].to_string()));
-            }
-        }
+                .expect("special-token matcher")
+        });
         let (names, ids): (Vec<String>, Vec<u32>) = all.iter().filter(|(n, _)| is_allowed(n)).cloned().unzip();
-        Ok((SpecialTokens::new(&names)?, ids))
+        Ok((SpecialTokens::new(&names)?, ids, banned))
     }
 
     /// Encodes `text` (tiktoken's `encode`), in parallel chunks when `threads` > 1.
@@ -657,40 +662,91 @@ impl Encoder {
     /// pool has several threads; one part otherwise.
     fn encode_chunks<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Vec<Vec<T>> {
         let threads = pool.map_or(1, |p| p.current_num_threads());
-        // A thread whose cache is cold merges the common words again, so a text under a
-        // megabyte is faster on one thread.
-        const MIN_PARALLEL: usize = 1 << 20;
-        const MIN_CHUNK: usize = 256 << 10;
-        if threads <= 1 || text.len() < MIN_PARALLEL {
-            let mut out = ids_buffer(text.len());
-            self.encode_with_specials_into(text, specials, ids, text.len(), &mut out);
-            return vec![out];
-        }
-        let target = (text.len() / (threads * 4)).clamp(MIN_CHUNK, 8 << 20);
-        // Cuts that the full special-token set does not cross are safe for any subset.
-        let cuts = cut_points(text.as_bytes(), target, self.tokenizer.pattern(), if self.tokenizer.pattern().is_builtin() { self.tokenizer.specials() } else { specials });
-        let pool = pool.expect("threads > 1 come with a pool");
-        let num_chunks = cuts.len() - 1;
-        let next_chunk = AtomicUsize::new(0);
-        let parts: Vec<Mutex<Vec<T>>> = (0..num_chunks).map(|_| Mutex::new(Vec::new())).collect();
-        let take_chunks = || loop {
-            let i = next_chunk.fetch_add(1, Ordering::Relaxed);
-            if i >= num_chunks {
-                break;
+        let cuts = match chunk_target(text.len(), threads) {
+            None => vec![0, text.len()],
+            // Cuts that the full special-token set does not cross are safe for any subset.
+            Some(target) => {
+                let pattern = self.tokenizer.pattern();
+                cut_points(text.as_bytes(), target, pattern, if pattern.is_builtin() { self.tokenizer.specials() } else { specials })
             }
+        };
+        let parts = run_chunks(cuts.len() - 1, pool, |i| -> Result<Vec<T>, BpeError> {
             let chunk = &text[cuts[i]..cuts[i + 1]];
             let mut out = ids_buffer(chunk.len());
             self.encode_with_specials_into(chunk, specials, ids, text.len() / threads, &mut out);
-            *parts[i].lock().expect("a part") = out;
-        };
-        // The calling thread takes chunks too, with the cache its earlier calls filled.
-        pool.in_place_scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(|_| take_chunks());
-            }
-            take_chunks();
+            Ok(out)
         });
-        parts.into_iter().map(|part| part.into_inner().expect("a part")).collect()
+        parts.expect("encoding UTF-8 text cannot fail")
+    }
+
+    /// Whether `encode_chars_parts` can encode text for this tokenizer: its pattern is a
+    /// built-in one, whose cuts it finds in the code points.
+    pub fn encodes_chars(&self) -> bool {
+        self.tokenizer.pattern().is_builtin()
+    }
+
+    /// `encode_parts` of text given as code points (a Python str's own storage), which each
+    /// thread turns into UTF-8 a window at a time as it encodes its chunks.
+    pub fn encode_chars_parts<T: TokenId, U: CodeUnit>(
+        &self,
+        chars: &[U],
+        allowed: &Allowed,
+        disallowed: &Allowed,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Result<Vec<Vec<T>>, BpeError> {
+        assert!(self.encodes_chars(), "text as code points is encoded only with a built-in pattern");
+        let (specials, ids, banned) = self.choose_specials(allowed, disallowed)?;
+        let threads = pool.map_or(1, |p| p.current_num_threads());
+        let cuts = match chunk_target(chars.len(), threads) {
+            None => vec![0, chars.len()],
+            Some(target) => cut_points_chars(chars, target, self.tokenizer.pattern(), self.tokenizer.specials()),
+        };
+        run_chunks(cuts.len() - 1, pool, |i| {
+            let mut out = ids_buffer(cuts[i + 1] - cuts[i]);
+            self.encode_chars_into(&chars[cuts[i]..cuts[i + 1]], cuts[i], &specials, &ids, banned.as_ref(), chars.len() / threads, &mut out)?;
+            Ok(out)
+        })
+    }
+
+    /// Encodes code points a window at a time: each window is turned into UTF-8 after what
+    /// the window before left over, and encoded up to its last safe cut.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_chars_into<T: TokenId, U: CodeUnit>(
+        &self,
+        chars: &[U],
+        offset: usize,
+        specials: &SpecialTokens,
+        ids: &[u32],
+        banned: Option<&AhoCorasick>,
+        thread_text_len: usize,
+        out: &mut Vec<T>,
+    ) -> Result<(), BpeError> {
+        const WINDOW: usize = 64 << 10;
+        let (pattern, all) = (self.tokenizer.pattern(), self.tokenizer.specials());
+        let mut utf8 = Vec::with_capacity(WINDOW * U::MAX_UTF8);
+        let (mut at, mut looked) = (0, 0);
+        while at < chars.len() {
+            let end = (at + WINDOW).min(chars.len());
+            push_utf8(&chars[at..end], &mut utf8).map_err(|Surrogate(i)| BpeError::LoneSurrogate(offset + at + i))?;
+            at = end;
+            let cut = if at == chars.len() {
+                utf8.len()
+            } else {
+                // No special token crosses a cut, so each window can be checked on its own.
+                let (cut, limit) = last_cut_after(&utf8, looked, pattern, all);
+                looked = limit - cut;
+                cut
+            };
+            if cut == 0 {
+                continue;
+            }
+            check_banned(&utf8[..cut], banned)?;
+            // SAFETY: UTF-8 made from code points, cut before an ASCII character.
+            let window = unsafe { std::str::from_utf8_unchecked(&utf8[..cut]) };
+            self.encode_with_specials_into(window, specials, ids, thread_text_len, out);
+            utf8.drain(..cut);
+        }
+        Ok(())
     }
 
     pub fn encode_ordinary(&self, text: &str, pool: Option<&rayon::ThreadPool>) -> Vec<u32> {
@@ -714,6 +770,55 @@ impl Encoder {
             out.extend_from_slice(token);
         }
         Ok(out)
+    }
+}
+
+/// Chunks of about what size a text of `len` bytes (or characters) is cut into for
+/// `threads`; None for one chunk. A thread whose cache is cold merges the common words
+/// again, so a text under a megabyte is faster on one thread.
+fn chunk_target(len: usize, threads: usize) -> Option<usize> {
+    const MIN_PARALLEL: usize = 1 << 20;
+    const MIN_CHUNK: usize = 256 << 10;
+    (threads > 1 && len >= MIN_PARALLEL).then(|| (len / (threads * 4)).clamp(MIN_CHUNK, 8 << 20))
+}
+
+/// Runs `encode_chunk` for chunks 0..n, on the pool's threads when there is a pool, and
+/// gives their ids in order, or the error of the first chunk that failed.
+fn run_chunks<T: TokenId>(
+    n: usize,
+    pool: Option<&rayon::ThreadPool>,
+    encode_chunk: impl Fn(usize) -> Result<Vec<T>, BpeError> + Sync,
+) -> Result<Vec<Vec<T>>, BpeError> {
+    let Some(pool) = pool.filter(|_| n > 1) else {
+        return (0..n).map(encode_chunk).collect();
+    };
+    let next_chunk = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let parts: Vec<Mutex<Result<Vec<T>, BpeError>>> = (0..n).map(|_| Mutex::new(Ok(Vec::new()))).collect();
+    let take_chunks = || loop {
+        let i = next_chunk.fetch_add(1, Ordering::Relaxed);
+        if i >= n || failed.load(Ordering::Relaxed) {
+            break;
+        }
+        let part = encode_chunk(i);
+        failed.fetch_or(part.is_err(), Ordering::Relaxed);
+        *parts[i].lock().expect("a part") = part;
+    };
+    // The calling thread takes chunks too, with the cache its earlier calls filled.
+    pool.in_place_scope(|scope| {
+        for _ in 1..pool.current_num_threads() {
+            scope.spawn(|_| take_chunks());
+        }
+        take_chunks();
+    });
+    parts.into_iter().map(|part| part.into_inner().expect("a part")).collect()
+}
+
+/// An error if `text` holds a special token that `banned` matches.
+fn check_banned(text: &[u8], banned: Option<&AhoCorasick>) -> Result<(), BpeError> {
+    match banned.and_then(|b| b.find(text)) {
+        Some(m) => Err(BpeError::DisallowedSpecial(String::from_utf8_lossy(&text[m.start()..m.end()]).into_owned())),
+        None => Ok(()),
     }
 }
 
@@ -872,5 +977,67 @@ mod tests {
         assert_eq!(one, many);
         let narrow = concat(enc.encode_parts::<u16>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap(), None);
         assert!(one.iter().map(|&id| id as u16).eq(narrow));
+    }
+
+    /// Encodes `text` given as code points of width U, joined.
+    fn encode_chars<U: CodeUnit + TryFrom<u32>>(enc: &Encoder, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Vec<u32>, BpeError> {
+        let chars: Vec<U> = text.chars().map(|c| U::try_from(c as u32).ok().expect("fits the width")).collect();
+        Ok(concat(enc.encode_chars_parts::<u32, U>(&chars, allowed, disallowed, pool)?, None))
+    }
+
+    #[test]
+    fn text_as_code_points_gives_the_ids_of_its_utf8() {
+        let enc = trained();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        // Text of each storage width, past 1 MiB (parallel chunks) and many 64K windows; a
+        // special token across a window's end; a run with no safe cut longer than a window.
+        for extra in [&["\u{e9}", "\u{ff}"][..], &["\u{3b1}", "\u{4e2d}", "\u{e9}"], &["\u{1f600}", "\u{3b1}"]] {
+            let words = ["the", "quick", "fox", " ", "\n", "  ", "\n\n", ".", "aaaaaaaa", "<|endoftext|>", extra[0], extra[1]];
+            let mut text = String::new();
+            while text.chars().count() < (64 << 10) - 5 {
+                text += words[next(words.len() as u64) as usize];
+            }
+            text += "<|endoftext|>";
+            text += &extra[0].repeat(150_000);
+            while text.len() < 1_300_000 {
+                text += words[next(words.len() as u64) as usize];
+                text += if next(3) == 0 { " " } else { "" };
+            }
+            let expected = enc.encode(&text, &Allowed::All, &Allowed::None, None).unwrap();
+            let ordinary = enc.encode_ordinary(&text, None);
+            let widest = text.chars().map(|c| c as u32).max().unwrap();
+            for pool in [None, Some(&pool)] {
+                assert_eq!(encode_chars::<u32>(&enc, &text, &Allowed::All, &Allowed::None, pool).unwrap(), expected);
+                assert_eq!(encode_chars::<u32>(&enc, &text, &Allowed::None, &Allowed::None, pool).unwrap(), ordinary);
+                if widest < 0x10000 {
+                    assert_eq!(encode_chars::<u16>(&enc, &text, &Allowed::All, &Allowed::None, pool).unwrap(), expected);
+                }
+                if widest < 0x100 {
+                    assert_eq!(encode_chars::<u8>(&enc, &text, &Allowed::All, &Allowed::None, pool).unwrap(), expected);
+                }
+                let refused = encode_chars::<u32>(&enc, &text, &Allowed::None, &Allowed::All, pool);
+                assert!(matches!(refused, Err(BpeError::DisallowedSpecial(t)) if t == "<|endoftext|>"));
+            }
+        }
+    }
+
+    #[test]
+    fn code_points_find_a_special_token_late_in_the_text_and_lone_surrogates() {
+        let enc = trained();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let text = "caf\u{e9} the fox ".repeat(100_000) + "<|endoftext|>";
+        for pool in [None, Some(&pool)] {
+            let refused = encode_chars::<u16>(&enc, &text, &Allowed::None, &Allowed::All, pool);
+            assert!(matches!(refused, Err(BpeError::DisallowedSpecial(_))), "{refused:?}");
+            let mut chars: Vec<u16> = text.encode_utf16().collect();
+            chars[1_000_003] = 0xDFFF;
+            let lone = enc.encode_chars_parts::<u32, u16>(&chars, &Allowed::All, &Allowed::None, pool);
+            assert!(matches!(lone, Err(BpeError::LoneSurrogate(1_000_003))), "{lone:?}");
+        }
     }
 }

@@ -20,6 +20,9 @@ pub enum BpeError {
     InvalidArgument(String),
     /// Text holds a special token that the caller did not allow.
     DisallowedSpecial(String),
+    /// Text (given as code points) holds a lone surrogate, which UTF-8 cannot encode, at
+    /// this character.
+    LoneSurrogate(usize),
     /// Stopped by the caller (Ctrl-C).
     Interrupted,
 }
@@ -52,6 +55,7 @@ impl fmt::Display for BpeError {
                 "the text contains the special token {token:?}, which is disallowed: pass allowed_special to encode it \
                  as a special token, or disallowed_special=() to encode it as text"
             ),
+            BpeError::LoneSurrogate(at) => write!(f, "the text holds a lone surrogate at character {at}, which UTF-8 cannot encode"),
             BpeError::Interrupted => f.write_str("interrupted"),
         }
     }

@@ -11,9 +11,12 @@ mod pair_ranks;
 pub mod pretokenize;
 pub mod tokenizer;
 pub mod train;
+pub mod utf8;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod str_storage;
 
 pub use encode::{Allowed, Encoder};
 pub use error::BpeError;

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use crate::error::BpeError;
+use crate::utf8::CodeUnit;
 
 pub const GPT2_REGEX: &str =
     r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
@@ -98,12 +99,14 @@ impl Pattern {
     /// same pre-tokens as splitting the whole: after a newline that sits between two
     /// non-space ASCII characters, or before a space that sits between two ASCII letters.
     /// Custom patterns have no such places (they are cut only at special tokens).
-    pub fn is_safe_cut(&self, bytes: &[u8], at: usize) -> bool {
-        if !self.is_builtin() || at < 2 || at + 1 >= bytes.len() {
+    /// It reads only ASCII, so `text` may be UTF-8 bytes or code points (`CodeUnit`s).
+    pub fn is_safe_cut<U: Copy + Into<u32>>(&self, text: &[U], at: usize) -> bool {
+        if !self.is_builtin() || at < 2 || at + 1 >= text.len() {
             return false;
         }
-        let (before, here, after) = (bytes[at - 1], bytes[at], bytes[at + 1]);
-        (before == b'\n' && bytes[at - 2].is_ascii_graphic() && here.is_ascii_graphic())
+        let ascii = |i: usize| u8::try_from(text[i].into()).ok().filter(u8::is_ascii).unwrap_or(0);
+        let (before, here, after) = (ascii(at - 1), ascii(at), ascii(at + 1));
+        (before == b'\n' && ascii(at - 2).is_ascii_graphic() && here.is_ascii_graphic())
             || (here == b' ' && before.is_ascii_alphabetic() && after.is_ascii_alphabetic())
     }
 }
@@ -424,6 +427,8 @@ fn gpt4_token_end(bytes: &[u8], at: usize) -> usize {
 #[derive(Clone, Debug)]
 pub struct SpecialTokens {
     tokens: Vec<String>,
+    /// The tokens as code points.
+    chars: Vec<Vec<u32>>,
     matcher: Option<AhoCorasick>,
     max_len: usize,
 }
@@ -456,7 +461,12 @@ impl SpecialTokens {
                     .expect("special-token matcher"),
             )
         };
-        Ok(SpecialTokens { tokens: tokens.to_vec(), matcher, max_len: tokens.iter().map(String::len).max().unwrap_or(0) })
+        Ok(SpecialTokens {
+            tokens: tokens.to_vec(),
+            chars: tokens.iter().map(|t| t.chars().map(u32::from).collect()).collect(),
+            matcher,
+            max_len: tokens.iter().map(String::len).max().unwrap_or(0),
+        })
     }
 
     pub fn tokens(&self) -> &[String] {
@@ -495,6 +505,14 @@ impl SpecialTokens {
         }
         let from = at.saturating_sub(self.max_len - 1);
         (from..at).any(|s| self.tokens.iter().any(|t| t.len() > at - s && bytes[s..].starts_with(t.as_bytes())))
+    }
+
+    /// `crosses`, in text given as code points.
+    pub fn crosses_chars<U: CodeUnit>(&self, chars: &[U], at: usize) -> bool {
+        self.chars.iter().any(|t| {
+            (at.saturating_sub(t.len() - 1)..at)
+                .any(|s| s + t.len() <= chars.len() && chars[s..s + t.len()].iter().zip(t).all(|(&c, &u)| c.into() == u))
+        })
     }
 
     /// Where each special token ends, scanning `bytes` from its start (longest first).
@@ -560,11 +578,32 @@ pub fn chunks<'a>(
 pub fn last_cut(block: &[u8], pattern: &Pattern, specials: &SpecialTokens) -> usize {
     let limit = block.len().saturating_sub(specials.max_len() + 2);
     if pattern.is_builtin() {
-        let from = limit.saturating_sub(1 << 20);
-        (from..limit).rev().find(|&at| pattern.is_safe_cut(block, at) && !specials.crosses(block, at)).unwrap_or(0)
+        last_cut_after(block, limit.saturating_sub(1 << 20), pattern, specials).0
     } else {
         specials.match_ends(block).take_while(|&end| end <= limit).last().unwrap_or(0)
     }
+}
+
+/// `last_cut` of a built-in pattern, looking no further back than `from`; and how far it
+/// looked: a block that grows can be asked again from there.
+pub fn last_cut_after(block: &[u8], from: usize, pattern: &Pattern, specials: &SpecialTokens) -> (usize, usize) {
+    let limit = block.len().saturating_sub(specials.max_len() + 2);
+    let cut = (from..limit).rev().find(|&at| pattern.is_safe_cut(block, at) && !specials.crosses(block, at));
+    (cut.unwrap_or(0), limit.max(from))
+}
+
+/// `cut_points` of a built-in pattern in text given as code points.
+pub fn cut_points_chars<U: CodeUnit>(chars: &[U], target: usize, pattern: &Pattern, specials: &SpecialTokens) -> Vec<usize> {
+    assert!(pattern.is_builtin(), "text as code points is cut only for the built-in patterns");
+    let mut cuts = vec![0];
+    while *cuts.last().unwrap() < chars.len() {
+        let mut end = cuts.last().unwrap() + target;
+        while end < chars.len() && !(pattern.is_safe_cut(chars, end) && !specials.crosses_chars(chars, end)) {
+            end += 1;
+        }
+        cuts.push(end.min(chars.len()));
+    }
+    cuts
 }
 
 #[cfg(test)]
@@ -675,5 +714,17 @@ mod tests {
         let cuts = cut_points(text, 1, &Pattern::Gpt2, &specials);
         assert!(!cuts.contains(&10), "{cuts:?}");
         assert_eq!(*cuts.last().unwrap(), text.len());
+    }
+
+    #[test]
+    fn cut_points_in_code_points_are_the_cut_points_of_the_utf8() {
+        let specials = SpecialTokens::new(&["x y".into(), "\u{e9}\n\u{e9}".into()]).unwrap();
+        let text = "aa bb\ncc x y dd \u{e9}\n\u{e9} ee\nff gg h\u{3b1} ii jj";
+        let chars: Vec<u16> = text.encode_utf16().collect();
+        let cuts = cut_points_chars(&chars, 1, &Pattern::Gpt2, &specials);
+        let byte_cuts: Vec<usize> = cuts.iter().map(|&c| text.chars().take(c).map(char::len_utf8).sum()).collect();
+        assert_eq!(byte_cuts, cut_points(text.as_bytes(), 1, &Pattern::Gpt2, &specials));
+        assert!(!cuts.contains(&10), "{cuts:?}");
+        assert!(specials.crosses_chars(&chars, 10) && specials.crosses_chars(&chars, 11) && !specials.crosses_chars(&chars, 9));
     }
 }

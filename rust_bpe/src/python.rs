@@ -13,6 +13,7 @@ use crate::corpus::encode_files;
 use crate::encode::{concat, Allowed, Encoder, TokenId};
 use crate::error::BpeError;
 use crate::pretokenize::Pattern;
+use crate::str_storage::{self, StrStorage};
 use crate::tokenizer::Tokenizer;
 use crate::train::{self, Input, Progress, TrainOptions};
 
@@ -39,6 +40,7 @@ fn to_py_err(err: BpeError) -> PyErr {
         | BpeError::InvalidArgument(_) => ConfigError::new_err(message),
         BpeError::TokenizerFile(_) => TokenizerFileError::new_err(message),
         BpeError::DisallowedSpecial(_) => SpecialTokenError::new_err(message),
+        BpeError::LoneSurrogate(_) => pyo3::exceptions::PyValueError::new_err(message),
         BpeError::Interrupted => PyKeyboardInterrupt::new_err(message),
     }
 }
@@ -220,17 +222,15 @@ impl CoreTokenizer {
 
     fn encode(&self, py: Python<'_>, text: &Bound<'_, PyString>, allowed_special: &Bound<'_, PyAny>, disallowed_special: &Bound<'_, PyAny>, threads: usize) -> PyResult<Vec<u32>> {
         let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
-        let text = Utf8::of(text)?;
-        let text = text.as_str();
         let pool = pool(threads)?;
-        py.detach(|| self.encoder().encode(text, &allowed, &disallowed, pool.as_deref())).map_err(to_py_err)
+        let parts = self.encode_str::<u32>(py, text, &allowed, &disallowed, pool.as_deref())?;
+        Ok(py.detach(|| concat(parts, pool.as_deref())))
     }
 
     fn encode_ordinary(&self, py: Python<'_>, text: &Bound<'_, PyString>, threads: usize) -> PyResult<Vec<u32>> {
-        let text = Utf8::of(text)?;
-        let text = text.as_str();
         let pool = pool(threads)?;
-        Ok(py.detach(|| self.encoder().encode_ordinary(text, pool.as_deref())))
+        let parts = self.encode_str::<u32>(py, text, &Allowed::None, &Allowed::None, pool.as_deref())?;
+        Ok(py.detach(|| concat(parts, pool.as_deref())))
     }
 
     /// The ids as u16 (`itemsize` 2) or u32 (4), in an array numpy takes without a copy.
@@ -244,17 +244,19 @@ impl CoreTokenizer {
         itemsize: usize,
     ) -> PyResult<TokenArray> {
         let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
-        let text = Utf8::of(text)?;
-        let text = text.as_str();
         let pool = pool(threads)?;
         let pool = pool.as_deref();
-        let encoder = self.encoder();
-        py.detach(|| match itemsize {
-            2 => Ok(TokenArray::new(concat(encoder.encode_parts::<u16>(text, &allowed, &disallowed, pool)?, pool), "<u2")),
-            4 => Ok(TokenArray::new(concat(encoder.encode_parts::<u32>(text, &allowed, &disallowed, pool)?, pool), "<u4")),
-            _ => Err(BpeError::InvalidArgument(format!("itemsize must be 2 or 4, not {itemsize}"))),
-        })
-        .map_err(to_py_err)
+        match itemsize {
+            2 => {
+                let parts = self.encode_str::<u16>(py, text, &allowed, &disallowed, pool)?;
+                Ok(py.detach(|| TokenArray::new(concat(parts, pool), "<u2")))
+            }
+            4 => {
+                let parts = self.encode_str::<u32>(py, text, &allowed, &disallowed, pool)?;
+                Ok(py.detach(|| TokenArray::new(concat(parts, pool), "<u4")))
+            }
+            _ => Err(ConfigError::new_err(format!("itemsize must be 2 or 4, not {itemsize}"))),
+        }
     }
 
     fn encode_batch(&self, py: Python<'_>, texts: Vec<Bound<'_, PyString>>, allowed_special: &Bound<'_, PyAny>, disallowed_special: &Bound<'_, PyAny>, threads: usize) -> PyResult<Vec<Vec<u32>>> {
@@ -345,6 +347,45 @@ impl CoreTokenizer {
         dict.set_item("seconds", report.seconds)?;
         Ok(dict)
     }
+}
+
+impl CoreTokenizer {
+    /// The ids of a str in parts (see `Encoder::encode_parts`), without the GIL. A non-ASCII
+    /// str is read in its own storage and turned into UTF-8 window by window as it is
+    /// encoded, where that storage can be read and the pattern is a built-in one; otherwise
+    /// (and to raise CPython's UnicodeEncodeError for a lone surrogate) its UTF-8 is made first.
+    fn encode_str<T: TokenId>(
+        &self,
+        py: Python<'_>,
+        text: &Bound<'_, PyString>,
+        allowed: &Allowed,
+        disallowed: &Allowed,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> PyResult<Vec<Vec<T>>> {
+        let encoder = self.encoder();
+        let storage = if encoder.encodes_chars() { str_storage::storage(text) } else { None };
+        if let Some(storage) = storage {
+            let parts = py.detach(|| match storage {
+                StrStorage::Latin1(chars) => encoder.encode_chars_parts::<T, u8>(chars, allowed, disallowed, pool),
+                StrStorage::Ucs2(chars) => encoder.encode_chars_parts::<T, u16>(chars, allowed, disallowed, pool),
+                StrStorage::Ucs4(chars) => encoder.encode_chars_parts::<T, u32>(chars, allowed, disallowed, pool),
+            });
+            match parts {
+                Err(BpeError::LoneSurrogate(_)) => {}
+                parts => return parts.map_err(to_py_err),
+            }
+        }
+        let text = Utf8::of(text)?;
+        let text = text.as_str();
+        py.detach(|| encoder.encode_parts::<T>(text, allowed, disallowed, pool)).map_err(to_py_err)
+    }
+}
+
+/// Whether a non-ASCII str is encoded from its own storage on this interpreter (see
+/// `str_storage`); if not, its UTF-8 is made by CPython first.
+#[pyfunction]
+fn reads_str_storage(py: Python<'_>) -> bool {
+    str_storage::storage(&PyString::new(py, "\u{e9}")).is_some()
 }
 
 /// Token ids owned here and shown to numpy through `__array_interface__`, so that
@@ -476,6 +517,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train_bpe, m)?)?;
     m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     m.add_function(wrap_pyfunction!(char_classes, m)?)?;
+    m.add_function(wrap_pyfunction!(reads_str_storage, m)?)?;
     m.add("PybpeError", py.get_type::<PybpeError>())?;
     m.add("FileError", py.get_type::<FileError>())?;
     m.add("CorpusError", py.get_type::<CorpusError>())?;

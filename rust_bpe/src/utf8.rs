@@ -1,0 +1,173 @@
+//! UTF-8 of text stored as one code point per unit of a fixed width: the Latin-1 (u8),
+//! UCS-2 (u16) and UCS-4 (u32) storage of a Python str, read in place, so that a str is
+//! transcoded a window at a time by the thread that encodes it rather than all at once by
+//! CPython before encoding starts.
+
+/// A code point stored in one unit.
+pub trait CodeUnit: Copy + Into<u32> + Send + Sync + 'static {
+    /// The most UTF-8 bytes one unit takes.
+    const MAX_UTF8: usize;
+}
+
+impl CodeUnit for u8 {
+    const MAX_UTF8: usize = 2;
+}
+
+impl CodeUnit for u16 {
+    const MAX_UTF8: usize = 3;
+}
+
+impl CodeUnit for u32 {
+    const MAX_UTF8: usize = 4;
+}
+
+/// A lone surrogate, which UTF-8 cannot hold, at this index of the units.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Surrogate(pub usize);
+
+/// Appends the UTF-8 of `units` to `out`.
+pub fn push_utf8<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surrogate> {
+    out.reserve(units.len() * U::MAX_UTF8 + SLACK);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { push_utf8_avx512(units, out) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { push_utf8_avx2(units, out) };
+        }
+    }
+    push_utf8_reserved(units, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,bmi2")]
+unsafe fn push_utf8_avx512<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surrogate> {
+    push_utf8_reserved(units, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi2")]
+unsafe fn push_utf8_avx2<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surrogate> {
+    push_utf8_reserved(units, out)
+}
+
+/// Bytes reserved past the worst case, for a character written as four bytes.
+const SLACK: usize = 3;
+
+/// The UTF-8 of code point `c` in the low `n` bytes of a little-endian u32, without
+/// branches (the length changes from one character to the next in most scripts' text).
+#[inline(always)]
+fn utf8_bytes(c: u32) -> (u32, usize) {
+    let n = 1 + (c >= 0x80) as usize + (c >= 0x800) as usize + (c >= 0x10000) as usize;
+    // Each byte's bits of `c`, as the first byte of a sequence of each length takes them.
+    let b0 = c >> (6 * (n as u32 - 1));
+    let b1 = (c >> (6 * (n as u32).saturating_sub(2))) & 0x3F;
+    let b2 = (c >> 6) & 0x3F;
+    let b3 = c & 0x3F;
+    let (lead, bits) = [(0x00, b0), (0xC0, b0 | (0x80 | b3) << 8), (0xE0, b0 | (0x80 | b1) << 8 | (0x80 | b3) << 16), (0xF0, b0 | (0x80 | b1) << 8 | (0x80 | b2) << 16 | (0x80 | b3) << 24)][n - 1];
+    (lead | bits, n)
+}
+
+/// Runs of ASCII are found and narrowed this many units at a time (the compiler turns
+/// both loops into vector instructions).
+const LANES: usize = 32;
+
+/// `push_utf8` into room already reserved for the worst case.
+#[inline(always)]
+fn push_utf8_reserved<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surrogate> {
+    debug_assert!(out.capacity() - out.len() >= units.len() * U::MAX_UTF8 + SLACK);
+    let dst = out.as_mut_ptr();
+    let mut len = out.len();
+    let mut i = 0;
+    while i < units.len() {
+        if let Some(run) = units.get(i..i + LANES) {
+            if run.iter().fold(0u32, |any, &u| any | u.into()) < 0x80 {
+                for (k, &u) in run.iter().enumerate() {
+                    // SAFETY: the room reserved holds `MAX_UTF8` >= 1 bytes per unit.
+                    unsafe { dst.add(len + k).write(u.into() as u8) };
+                }
+                len += LANES;
+                i += LANES;
+                continue;
+            }
+        }
+        for (k, &u) in units[i..(i + LANES).min(units.len())].iter().enumerate() {
+            let c: u32 = u.into();
+            if c < 0x80 {
+                // SAFETY: as below.
+                unsafe { dst.add(len).write(c as u8) };
+                len += 1;
+                continue;
+            }
+            if c & !0x7FF == 0xD800 {
+                // SAFETY: the bytes up to `len` were written.
+                unsafe { out.set_len(len) };
+                return Err(Surrogate(i + k));
+            }
+            let (bytes, n) = utf8_bytes(c);
+            // SAFETY: four bytes are written where at most `MAX_UTF8` count; `SLACK` more
+            // were reserved at the end for them.
+            unsafe { (dst.add(len) as *mut [u8; 4]).write_unaligned(bytes.to_le_bytes()) };
+            len += n;
+        }
+        i = (i + LANES).min(units.len());
+    }
+    // SAFETY: every byte up to `len` was written above.
+    unsafe { out.set_len(len) };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf8_of<U: CodeUnit>(units: &[U]) -> Result<String, Surrogate> {
+        let mut out = b"before ".to_vec();
+        push_utf8(units, &mut out)?;
+        Ok(String::from_utf8(out).expect("valid UTF-8").strip_prefix("before ").expect("prefix kept").to_string())
+    }
+
+    #[test]
+    fn every_width_gives_the_utf8_of_its_code_points() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..400 {
+            // Long ASCII runs broken by characters of every UTF-8 length, at every offset.
+            let len = (next() % 300) as usize;
+            let text: String = (0..len)
+                .map(|_| match next() % if round % 2 == 0 { 40 } else { 4 } {
+                    0 => char::from_u32(0x80 + (next() % 0x780) as u32).unwrap(),
+                    1 => char::from_u32(0xE000 + (next() % 0x1FFF) as u32).unwrap(),
+                    2 => char::from_u32(0x10000 + (next() % 0xFFFFF) as u32).unwrap(),
+                    _ => (b' ' + (next() % 95) as u8) as char,
+                })
+                .collect();
+            let ucs4: Vec<u32> = text.chars().map(|c| c as u32).collect();
+            assert_eq!(utf8_of(&ucs4).unwrap(), text);
+            if text.chars().all(|c| (c as u32) < 0x10000) {
+                let ucs2: Vec<u16> = ucs4.iter().map(|&c| c as u16).collect();
+                assert_eq!(utf8_of(&ucs2).unwrap(), text);
+            }
+            let latin1: Vec<u8> = ucs4.iter().map(|&c| c as u8).collect();
+            let expected: String = latin1.iter().map(|&b| b as char).collect();
+            assert_eq!(utf8_of(&latin1).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_reported_where_it_is() {
+        let mut units: Vec<u16> = "a".repeat(70).encode_utf16().collect();
+        units[45] = 0xDC00;
+        assert_eq!(utf8_of(&units), Err(Surrogate(45)));
+        let units: Vec<u32> = vec![0x61, 0xD800, 0x62];
+        assert_eq!(utf8_of(&units), Err(Surrogate(1)));
+    }
+}
