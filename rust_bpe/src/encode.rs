@@ -779,7 +779,7 @@ impl Encoder {
 fn chunk_target(len: usize, threads: usize) -> Option<usize> {
     const MIN_PARALLEL: usize = 1 << 20;
     const MIN_CHUNK: usize = 256 << 10;
-    (threads > 1 && len >= MIN_PARALLEL).then(|| (len / (threads * 4)).clamp(MIN_CHUNK, 8 << 20))
+    (threads > 1 && len >= MIN_PARALLEL).then(|| (len / (threads * 16)).clamp(MIN_CHUNK, 2 << 20))
 }
 
 /// Runs `encode_chunk` for chunks 0..n, on the pool's threads when there is a pool, and
@@ -962,6 +962,33 @@ mod tests {
                 assert_eq!(short, long, "n = {n}");
             }
             assert_eq!(enc.decode_bytes(&long).unwrap(), piece.as_bytes());
+        }
+    }
+
+    #[test]
+    fn the_merge_routines_agree_on_random_pieces() {
+        let enc = trained();
+        let text = "the quick brown fox jumps over the lazy dog. aaaaaaaa  \n\n the end thequickbrownfoxxx dogdogdog";
+        let mut seed = 11u64;
+        let mut next = move |n: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for _ in 0..3000 {
+            let len = 1 + next(64);
+            let piece: Vec<u8> = (0..len).map(|_| if next(8) == 0 { next(256) as u8 } else { text.as_bytes()[next(text.len())] }).collect();
+            let piece: Vec<u8> = if next(2) == 0 { piece } else { text.as_bytes()[..len.min(text.len())].to_vec() };
+            let mut long = Vec::new();
+            enc.merge_long(&piece, &mut long);
+            let (mut parts, mut ranks) = (Vec::new(), Vec::new());
+            enc.merge_into(&piece, &mut parts, &mut ranks);
+            assert_eq!(parts, long, "{piece:?}");
+            if piece.len() <= MAX_PACKED {
+                let mut arena = Vec::new();
+                let mut short: Vec<u32> = Vec::new();
+                push_cached(&enc.merge_short(&piece, &mut arena), &arena, &mut short);
+                assert_eq!(short, long, "{piece:?}");
+            }
         }
     }
 
