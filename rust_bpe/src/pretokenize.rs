@@ -550,11 +550,8 @@ pub fn chunks<'a>(
             if start >= bytes.len() {
                 return None;
             }
-            let mut end = start + target;
-            while end < bytes.len() && !(pattern.is_safe_cut(bytes, end) && !specials.crosses(bytes, end)) {
-                end += 1;
-            }
-            let chunk = (start, end.min(bytes.len()));
+            let end = next_cut(bytes.len(), start + target, |at| pattern.is_safe_cut(bytes, at) && !specials.crosses(bytes, at));
+            let chunk = (start, end);
             start = chunk.1;
             Some(chunk)
         }))
@@ -597,13 +594,15 @@ pub fn cut_points_chars<U: CodeUnit>(chars: &[U], target: usize, pattern: &Patte
     assert!(pattern.is_builtin(), "text as code points is cut only for the built-in patterns");
     let mut cuts = vec![0];
     while *cuts.last().unwrap() < chars.len() {
-        let mut end = cuts.last().unwrap() + target;
-        while end < chars.len() && !(pattern.is_safe_cut(chars, end) && !specials.crosses_chars(chars, end)) {
-            end += 1;
-        }
-        cuts.push(end.min(chars.len()));
+        let from = cuts.last().unwrap() + target;
+        cuts.push(next_cut(chars.len(), from, |at| pattern.is_safe_cut(chars, at) && !specials.crosses_chars(chars, at)));
     }
     cuts
+}
+
+/// The first place from `from` where `is_cut` holds, or the end `len`.
+fn next_cut(len: usize, from: usize, is_cut: impl Fn(usize) -> bool) -> usize {
+    (from..len).find(|&at| is_cut(at)).unwrap_or(len)
 }
 
 #[cfg(test)]
