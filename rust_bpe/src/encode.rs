@@ -58,6 +58,8 @@ pub struct Encoder {
 const BLOCK: usize = 256;
 /// How many lookups ahead a cache slot is prefetched.
 const AHEAD: usize = 16;
+/// Code points turned into UTF-8 at a time (see `encode_chars_into`).
+const WINDOW_CHARS: usize = 64 << 10;
 /// A cache is emptied when it grows past this many pre-tokens.
 const MAX_CACHE_ENTRIES: usize = 1 << 21;
 
@@ -162,6 +164,8 @@ struct Cache {
 
 thread_local! {
     static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
+    /// UTF-8 of the window of code points a thread is encoding (`encode_chars_into`).
+    static WINDOW_UTF8: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 static NEXT_ENCODER_ID: AtomicU64 = AtomicU64::new(1);
@@ -648,19 +652,19 @@ impl Encoder {
 
     /// Encodes `text` (tiktoken's `encode`), in parallel chunks when `threads` > 1.
     pub fn encode(&self, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Vec<u32>, BpeError> {
-        Ok(concat(self.encode_parts(text, allowed, disallowed, pool)?, pool))
+        Ok(self.encode_parts(text, allowed, disallowed, pool)?.join(pool))
     }
 
     /// `encode`, with the ids left in the parts that were encoded in parallel (joined, they
     /// are the ids of `text`): for callers that copy them out anyway.
-    pub fn encode_parts<T: TokenId>(&self, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Vec<Vec<T>>, BpeError> {
+    pub fn encode_parts<T: TokenId>(&self, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Parts<T>, BpeError> {
         let (specials, ids) = self.prepare_specials(text, allowed, disallowed)?;
         Ok(self.encode_chunks(text, &specials, &ids, pool))
     }
 
     /// The ids of `text` in parts (one per chunk, in order), encoded in parallel when the
     /// pool has several threads; one part otherwise.
-    fn encode_chunks<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Vec<Vec<T>> {
+    fn encode_chunks<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], pool: Option<&rayon::ThreadPool>) -> Parts<T> {
         let threads = pool.map_or(1, |p| p.current_num_threads());
         let cuts = match chunk_target(text.len(), threads) {
             None => vec![0, text.len()],
@@ -670,11 +674,9 @@ impl Encoder {
                 cut_points(text.as_bytes(), target, pattern, if pattern.is_builtin() { self.tokenizer.specials() } else { specials })
             }
         };
-        let parts = run_chunks(cuts.len() - 1, pool, |i| -> Result<Vec<T>, BpeError> {
-            let chunk = &text[cuts[i]..cuts[i + 1]];
-            let mut out = ids_buffer(chunk.len());
-            self.encode_with_specials_into(chunk, specials, ids, text.len() / threads, &mut out);
-            Ok(out)
+        let parts = run_chunks(cuts.len() - 1, text.len(), pool, |i, out| {
+            self.encode_with_specials_into(&text[cuts[i]..cuts[i + 1]], specials, ids, text.len() / threads, out);
+            Ok(())
         });
         parts.expect("encoding UTF-8 text cannot fail")
     }
@@ -693,7 +695,7 @@ impl Encoder {
         allowed: &Allowed,
         disallowed: &Allowed,
         pool: Option<&rayon::ThreadPool>,
-    ) -> Result<Vec<Vec<T>>, BpeError> {
+    ) -> Result<Parts<T>, BpeError> {
         assert!(self.encodes_chars(), "text as code points is encoded only with a built-in pattern");
         let (specials, ids, banned) = self.choose_specials(allowed, disallowed)?;
         let threads = pool.map_or(1, |p| p.current_num_threads());
@@ -701,10 +703,8 @@ impl Encoder {
             None => vec![0, chars.len()],
             Some(target) => cut_points_chars(chars, target, self.tokenizer.pattern(), self.tokenizer.specials()),
         };
-        run_chunks(cuts.len() - 1, pool, |i| {
-            let mut out = ids_buffer(cuts[i + 1] - cuts[i]);
-            self.encode_chars_into(&chars[cuts[i]..cuts[i + 1]], cuts[i], &specials, &ids, banned.as_ref(), chars.len() / threads, &mut out)?;
-            Ok(out)
+        run_chunks(cuts.len() - 1, chars.len(), pool, |i, out| {
+            self.encode_chars_into(&chars[cuts[i]..cuts[i + 1]], cuts[i], &specials, &ids, banned.as_ref(), chars.len() / threads, out)
         })
     }
 
@@ -721,19 +721,38 @@ impl Encoder {
         thread_text_len: usize,
         out: &mut Vec<T>,
     ) -> Result<(), BpeError> {
-        const WINDOW: usize = 64 << 10;
+        // The thread's window buffer from its last chunk (fresh memory faults a page at a time).
+        let mut utf8 = WINDOW_UTF8.with(|w| std::mem::take(&mut *w.borrow_mut()));
+        utf8.clear();
+        utf8.reserve(WINDOW_CHARS * U::MAX_UTF8);
+        let result = self.encode_windows(chars, offset, specials, ids, banned, thread_text_len, &mut utf8, out);
+        WINDOW_UTF8.with(|w| *w.borrow_mut() = utf8);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn encode_windows<T: TokenId, U: CodeUnit>(
+        &self,
+        chars: &[U],
+        offset: usize,
+        specials: &SpecialTokens,
+        ids: &[u32],
+        banned: Option<&AhoCorasick>,
+        thread_text_len: usize,
+        utf8: &mut Vec<u8>,
+        out: &mut Vec<T>,
+    ) -> Result<(), BpeError> {
         let (pattern, all) = (self.tokenizer.pattern(), self.tokenizer.specials());
-        let mut utf8 = Vec::with_capacity(WINDOW * U::MAX_UTF8);
         let (mut at, mut looked) = (0, 0);
         while at < chars.len() {
-            let end = (at + WINDOW).min(chars.len());
-            push_utf8(&chars[at..end], &mut utf8).map_err(|Surrogate(i)| BpeError::LoneSurrogate(offset + at + i))?;
+            let end = (at + WINDOW_CHARS).min(chars.len());
+            push_utf8(&chars[at..end], utf8).map_err(|Surrogate(i)| BpeError::LoneSurrogate(offset + at + i))?;
             at = end;
             let cut = if at == chars.len() {
                 utf8.len()
             } else {
                 // No special token crosses a cut, so each window can be checked on its own.
-                let (cut, limit) = last_cut_after(&utf8, looked, pattern, all);
+                let (cut, limit) = last_cut_after(utf8, looked, pattern, all);
                 looked = limit - cut;
                 cut
             };
@@ -751,7 +770,7 @@ impl Encoder {
 
     pub fn encode_ordinary(&self, text: &str, pool: Option<&rayon::ThreadPool>) -> Vec<u32> {
         let none = SpecialTokens::new(&[]).expect("no specials");
-        concat(self.encode_chunks(text, &none, &[], pool), pool)
+        self.encode_chunks(text, &none, &[], pool).join(pool)
     }
 
     /// Encodes many texts, in parallel over the texts.
@@ -782,36 +801,69 @@ fn chunk_target(len: usize, threads: usize) -> Option<usize> {
     (threads > 1 && len >= MIN_PARALLEL).then(|| (len / (threads * 16)).clamp(MIN_CHUNK, 2 << 20))
 }
 
-/// Runs `encode_chunk` for chunks 0..n, on the pool's threads when there is a pool, and
-/// gives their ids in order, or the error of the first chunk that failed.
+/// Runs `encode_chunk` for chunks 0..n of a text of `text_len` bytes (or characters), on
+/// the pool's threads when there is a pool, each appending the ids of the chunks it takes
+/// to its own buffer; gives where they are, or the error of the first chunk that failed.
 fn run_chunks<T: TokenId>(
     n: usize,
+    text_len: usize,
     pool: Option<&rayon::ThreadPool>,
-    encode_chunk: impl Fn(usize) -> Result<Vec<T>, BpeError> + Sync,
-) -> Result<Vec<Vec<T>>, BpeError> {
+    encode_chunk: impl Fn(usize, &mut Vec<T>) -> Result<(), BpeError> + Sync,
+) -> Result<Parts<T>, BpeError> {
     let Some(pool) = pool.filter(|_| n > 1) else {
-        return (0..n).map(encode_chunk).collect();
+        let mut buffer = ids_buffer(text_len);
+        let mut chunks = Vec::with_capacity(n);
+        for i in 0..n {
+            let start = buffer.len();
+            encode_chunk(i, &mut buffer)?;
+            chunks.push((0, start, buffer.len()));
+        }
+        return Ok(Parts { buffers: vec![buffer], chunks });
     };
+    let threads = pool.current_num_threads();
     let next_chunk = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let parts: Vec<Mutex<Result<Vec<T>, BpeError>>> = (0..n).map(|_| Mutex::new(Ok(Vec::new()))).collect();
-    let take_chunks = || loop {
-        let i = next_chunk.fetch_add(1, Ordering::Relaxed);
-        if i >= n || failed.load(Ordering::Relaxed) {
-            break;
+    let first_error: Mutex<Option<(usize, BpeError)>> = Mutex::new(None);
+    let chunks: Vec<Mutex<(usize, usize, usize)>> = (0..n).map(|_| Mutex::new((0, 0, 0))).collect();
+    let buffers: Vec<Mutex<Vec<T>>> = (0..threads).map(|_| Mutex::new(Vec::new())).collect();
+    let take_chunks = |thread: usize| {
+        // Room for a quarter more than a thread's share: a faster thread takes more chunks.
+        let mut buffer = ids_buffer(text_len / threads + text_len / (4 * threads));
+        loop {
+            let i = next_chunk.fetch_add(1, Ordering::Relaxed);
+            if i >= n || failed.load(Ordering::Relaxed) {
+                break;
+            }
+            let start = buffer.len();
+            match encode_chunk(i, &mut buffer) {
+                Ok(()) => *chunks[i].lock().expect("a chunk") = (thread, start, buffer.len()),
+                Err(error) => {
+                    failed.store(true, Ordering::Relaxed);
+                    // Chunks are taken in order, so every chunk before `i` runs to its end.
+                    let mut first = first_error.lock().expect("an error");
+                    if first.as_ref().is_none_or(|&(j, _)| i < j) {
+                        *first = Some((i, error));
+                    }
+                }
+            }
         }
-        let part = encode_chunk(i);
-        failed.fetch_or(part.is_err(), Ordering::Relaxed);
-        *parts[i].lock().expect("a part") = part;
+        *buffers[thread].lock().expect("a buffer") = buffer;
     };
     // The calling thread takes chunks too, with the cache its earlier calls filled.
     pool.in_place_scope(|scope| {
-        for _ in 1..pool.current_num_threads() {
-            scope.spawn(|_| take_chunks());
+        for thread in 1..threads {
+            let take_chunks = &take_chunks;
+            scope.spawn(move |_| take_chunks(thread));
         }
-        take_chunks();
+        take_chunks(0);
     });
-    parts.into_iter().map(|part| part.into_inner().expect("a part")).collect()
+    if let Some((_, error)) = first_error.into_inner().expect("an error") {
+        return Err(error);
+    }
+    Ok(Parts {
+        buffers: buffers.into_iter().map(|b| b.into_inner().expect("a buffer")).collect(),
+        chunks: chunks.into_iter().map(|c| c.into_inner().expect("a chunk")).collect(),
+    })
 }
 
 /// An error if `text` holds a special token that `banned` matches.
@@ -827,32 +879,52 @@ fn ids_buffer<T>(text_len: usize) -> Vec<T> {
     crate::huge_pages::vec_with_capacity(text_len / 4 + 16)
 }
 
-/// The parts joined (the one part itself when there is one), copied in parallel when
-/// there is a pool.
-pub fn concat<T: TokenId>(mut parts: Vec<Vec<T>>, pool: Option<&rayon::ThreadPool>) -> Vec<T> {
-    if parts.len() == 1 {
-        return parts.pop().expect("one part");
+/// The ids of a text encoded in chunks, left in the buffers of the threads that encoded
+/// them (a buffer per thread rather than per chunk: fresh memory takes a page fault every
+/// 4 KiB that is not a huge page); joined, they are the ids of the text.
+#[derive(Debug)]
+pub struct Parts<T> {
+    buffers: Vec<Vec<T>>,
+    /// (buffer, start, end) of each chunk's ids, in the order of the text.
+    chunks: Vec<(usize, usize, usize)>,
+}
+
+impl<T: TokenId> Parts<T> {
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
     }
-    let total = parts.iter().map(Vec::len).sum();
-    let mut out: Vec<T> = crate::huge_pages::vec_with_capacity(total);
-    let mut slices = Vec::with_capacity(parts.len());
-    let mut rest = &mut out.spare_capacity_mut()[..total];
-    for part in &parts {
-        let (head, tail) = rest.split_at_mut(part.len());
-        slices.push(head);
-        rest = tail;
+
+    /// The ids joined: the one buffer itself when one thread took every chunk (it took
+    /// them in order), else copied, in parallel when there is a pool.
+    pub fn join(mut self, pool: Option<&rayon::ThreadPool>) -> Vec<T> {
+        let first = self.chunks.first().map_or(0, |c| c.0);
+        if self.chunks.iter().all(|c| c.0 == first) {
+            let mut buffer = self.buffers.swap_remove(first);
+            let end = self.chunks.last().map_or(0, |c| c.2);
+            buffer.truncate(end);
+            return buffer;
+        }
+        let total = self.chunks.iter().map(|&(_, start, end)| end - start).sum();
+        let mut out: Vec<T> = crate::huge_pages::vec_with_capacity(total);
+        let mut slices = Vec::with_capacity(self.chunks.len());
+        let mut rest = &mut out.spare_capacity_mut()[..total];
+        for &(buffer, start, end) in &self.chunks {
+            let (head, tail) = rest.split_at_mut(end - start);
+            slices.push((head, &self.buffers[buffer][start..end]));
+            rest = tail;
+        }
+        let copy = |(dst, src): &mut (&mut [std::mem::MaybeUninit<T>], &[T])| {
+            // SAFETY: `dst` has room for exactly `src.len()` items; T is a plain integer.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr() as *mut T, src.len()) }
+        };
+        match pool {
+            Some(pool) => pool.install(|| slices.par_iter_mut().for_each(copy)),
+            None => slices.iter_mut().for_each(copy),
+        }
+        // SAFETY: the copies above wrote all `total` items.
+        unsafe { out.set_len(total) };
+        out
     }
-    let copy = |(dst, src): (&mut &mut [std::mem::MaybeUninit<T>], &Vec<T>)| {
-        // SAFETY: `dst` has room for exactly `src.len()` items; T is a plain integer.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr() as *mut T, src.len()) }
-    };
-    match pool {
-        Some(pool) => pool.install(|| slices.par_iter_mut().zip(&parts).for_each(copy)),
-        None => slices.iter_mut().zip(&parts).for_each(copy),
-    }
-    // SAFETY: the copies above wrote all `total` items.
-    unsafe { out.set_len(total) };
-    out
 }
 
 /// Appends the ids of a cached pre-token.
@@ -896,8 +968,11 @@ mod tests {
     use crate::pretokenize::Pattern;
     use crate::train::{train, Input, TrainOptions};
 
+    /// A tokenizer trained on a small text (its file is one per call: tests run in parallel).
     fn trained() -> Encoder {
-        let dir = std::env::temp_dir().join(format!("rust_bpe_encode_test_{}", std::process::id()));
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("rust_bpe_encode_test_{}_{call}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("corpus.txt");
         let text = "the quick brown fox jumps over the lazy dog. aaaaaaaa  \n\n the end<|endoftext|>".repeat(50);
@@ -910,6 +985,7 @@ mod tests {
             strict_utf8: false,
         };
         let (tok, _) = train(&[Input::File(path)], &options, &mut |_| true).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
         Encoder::new(tok)
     }
 
@@ -998,18 +1074,30 @@ mod tests {
         // Past the length from which a text is encoded in parallel chunks (1 MiB).
         let text = "the quick brown fox\njumps over the lazy dog<|endoftext|>\n".repeat(30_000);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-        assert!(enc.encode_parts::<u32>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap().len() > 1);
+        assert!(enc.encode_parts::<u32>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap().chunk_count() > 1);
         let one = enc.encode(&text, &Allowed::All, &Allowed::None, None).unwrap();
         let many = enc.encode(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap();
         assert_eq!(one, many);
-        let narrow = concat(enc.encode_parts::<u16>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap(), None);
+        let narrow = enc.encode_parts::<u16>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap().join(None);
         assert!(one.iter().map(|&id| id as u16).eq(narrow));
+    }
+
+    #[test]
+    fn parts_join_in_the_order_of_the_text() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        // Chunks 0 and 2 taken by one thread, chunk 1 by the other.
+        let spread = || Parts { buffers: vec![vec![1u32, 2, 5, 6], vec![3, 4]], chunks: vec![(0, 0, 2), (1, 0, 2), (0, 2, 4)] };
+        assert_eq!(spread().join(None), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(spread().join(Some(&pool)), [1, 2, 3, 4, 5, 6]);
+        // One thread took every chunk; the other's buffer is empty.
+        let one = Parts { buffers: vec![vec![], vec![7u16, 8, 9]], chunks: vec![(1, 0, 1), (1, 1, 3)] };
+        assert_eq!(one.join(Some(&pool)), [7, 8, 9]);
     }
 
     /// Encodes `text` given as code points of width U, joined.
     fn encode_chars<U: CodeUnit + TryFrom<u32>>(enc: &Encoder, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Vec<u32>, BpeError> {
         let chars: Vec<U> = text.chars().map(|c| U::try_from(c as u32).ok().expect("fits the width")).collect();
-        Ok(concat(enc.encode_chars_parts::<u32, U>(&chars, allowed, disallowed, pool)?, None))
+        Ok(enc.encode_chars_parts::<u32, U>(&chars, allowed, disallowed, pool)?.join(None))
     }
 
     #[test]

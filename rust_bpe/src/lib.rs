@@ -18,7 +18,7 @@ mod python;
 #[cfg(feature = "python")]
 mod str_storage;
 
-pub use encode::{Allowed, Encoder};
+pub use encode::{Allowed, Encoder, Parts};
 pub use error::BpeError;
 pub use pretokenize::{Pattern, SpecialTokens};
 pub use tokenizer::Tokenizer;

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::corpus::encode_files;
-use crate::encode::{concat, Allowed, Encoder, TokenId};
+use crate::encode::{Allowed, Encoder, Parts, TokenId};
 use crate::error::BpeError;
 use crate::pretokenize::Pattern;
 use crate::str_storage::{self, StrStorage};
@@ -224,13 +224,13 @@ impl CoreTokenizer {
         let (allowed, disallowed) = (allowed_from(allowed_special)?, allowed_from(disallowed_special)?);
         let pool = pool(threads)?;
         let parts = self.encode_str::<u32>(py, text, &allowed, &disallowed, pool.as_deref())?;
-        Ok(py.detach(|| concat(parts, pool.as_deref())))
+        Ok(py.detach(|| parts.join(pool.as_deref())))
     }
 
     fn encode_ordinary(&self, py: Python<'_>, text: &Bound<'_, PyString>, threads: usize) -> PyResult<Vec<u32>> {
         let pool = pool(threads)?;
         let parts = self.encode_str::<u32>(py, text, &Allowed::None, &Allowed::None, pool.as_deref())?;
-        Ok(py.detach(|| concat(parts, pool.as_deref())))
+        Ok(py.detach(|| parts.join(pool.as_deref())))
     }
 
     /// The ids as u16 (`itemsize` 2) or u32 (4), in an array numpy takes without a copy.
@@ -249,11 +249,11 @@ impl CoreTokenizer {
         match itemsize {
             2 => {
                 let parts = self.encode_str::<u16>(py, text, &allowed, &disallowed, pool)?;
-                Ok(py.detach(|| TokenArray::new(concat(parts, pool), "<u2")))
+                Ok(py.detach(|| TokenArray::new(parts.join(pool), "<u2")))
             }
             4 => {
                 let parts = self.encode_str::<u32>(py, text, &allowed, &disallowed, pool)?;
-                Ok(py.detach(|| TokenArray::new(concat(parts, pool), "<u4")))
+                Ok(py.detach(|| TokenArray::new(parts.join(pool), "<u4")))
             }
             _ => Err(ConfigError::new_err(format!("itemsize must be 2 or 4, not {itemsize}"))),
         }
@@ -361,7 +361,7 @@ impl CoreTokenizer {
         allowed: &Allowed,
         disallowed: &Allowed,
         pool: Option<&rayon::ThreadPool>,
-    ) -> PyResult<Vec<Vec<T>>> {
+    ) -> PyResult<Parts<T>> {
         let encoder = self.encoder();
         let storage = if encoder.encodes_chars() { str_storage::storage(text) } else { None };
         if let Some(storage) = storage {
