@@ -721,38 +721,22 @@ impl Encoder {
         thread_text_len: usize,
         out: &mut Vec<T>,
     ) -> Result<(), BpeError> {
-        // The thread's window buffer from its last chunk (fresh memory faults a page at a time).
+        // The thread's window buffer from its last chunk (fresh memory faults a page at a
+        // time); given back at the end (an error drops it).
         let mut utf8 = WINDOW_UTF8.with(|w| std::mem::take(&mut *w.borrow_mut()));
         utf8.clear();
         utf8.reserve(WINDOW_CHARS * U::MAX_UTF8);
-        let result = self.encode_windows(chars, offset, specials, ids, banned, thread_text_len, &mut utf8, out);
-        WINDOW_UTF8.with(|w| *w.borrow_mut() = utf8);
-        result
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn encode_windows<T: TokenId, U: CodeUnit>(
-        &self,
-        chars: &[U],
-        offset: usize,
-        specials: &SpecialTokens,
-        ids: &[u32],
-        banned: Option<&AhoCorasick>,
-        thread_text_len: usize,
-        utf8: &mut Vec<u8>,
-        out: &mut Vec<T>,
-    ) -> Result<(), BpeError> {
         let (pattern, all) = (self.tokenizer.pattern(), self.tokenizer.specials());
         let (mut at, mut looked) = (0, 0);
         while at < chars.len() {
             let end = (at + WINDOW_CHARS).min(chars.len());
-            push_utf8(&chars[at..end], utf8).map_err(|Surrogate(i)| BpeError::LoneSurrogate(offset + at + i))?;
+            push_utf8(&chars[at..end], &mut utf8).map_err(|Surrogate(i)| BpeError::LoneSurrogate(offset + at + i))?;
             at = end;
             let cut = if at == chars.len() {
                 utf8.len()
             } else {
                 // No special token crosses a cut, so each window can be checked on its own.
-                let (cut, limit) = last_cut_after(utf8, looked, pattern, all);
+                let (cut, limit) = last_cut_after(&utf8, looked, pattern, all);
                 looked = limit - cut;
                 cut
             };
@@ -765,6 +749,7 @@ impl Encoder {
             self.encode_with_specials_into(window, specials, ids, thread_text_len, out);
             utf8.drain(..cut);
         }
+        WINDOW_UTF8.with(|w| *w.borrow_mut() = utf8);
         Ok(())
     }
 
