@@ -256,9 +256,7 @@ impl Encoder {
             let cache = slot.as_mut().expect("cache");
             cache.short.reserve(wanted);
             if with_vocabulary && !cache.has_vocabulary {
-                for (key, token) in self.short_tokens.iter() {
-                    *cache.short.entry(key, hash(key)) = token;
-                }
+                cache.short.insert_all(&self.short_tokens);
                 cache.has_vocabulary = true;
             }
             cache.text_seen += text_len;

@@ -147,13 +147,11 @@ impl<V: Copy + Default> PackedTable<V> {
         }
     }
 
-    /// A copy with room for `n` keys in all.
-    pub fn clone_with_capacity(&self, n: usize) -> PackedTable<V> {
-        let mut copy = PackedTable::with_capacity(n.max(self.len));
-        for (key, value) in self.iter() {
-            *copy.entry(key, hash(key)) = value;
+    /// Puts every key of `other` in, with its value.
+    pub fn insert_all(&mut self, other: &PackedTable<V>) {
+        for (key, value) in other.iter() {
+            *self.entry(key, hash(key)) = value;
         }
-        copy
     }
 
     fn grow(&mut self) {
@@ -190,7 +188,8 @@ mod tests {
         }
         assert_eq!(table.get(pack(b"absent"), hash(pack(b"absent"))), None);
         assert_eq!(table.iter().count(), words.len());
-        let copy = table.clone_with_capacity(100_000);
+        let mut copy = PackedTable::with_capacity(100_000);
+        copy.insert_all(&table);
         assert_eq!(copy.len(), words.len());
         for (i, w) in words.iter().enumerate() {
             assert_eq!(copy.get(pack(w.as_bytes()), hash(pack(w.as_bytes()))), Some(i as u64 + 1));
