@@ -121,7 +121,6 @@ fn encode_file(
     let sent = Condvar::new();
     let (stop, bytes_done) = (AtomicBool::new(false), AtomicU64::new(0));
     let (num_tokens, invalid_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-    let thread_share = map.len() / threads;
     // Encodes the next chunk; false when there is none left (or the job stopped).
     let encode_next = || -> bool {
         let Some((i, (start, end))) = ({
@@ -147,8 +146,8 @@ fn encode_file(
             Err(_) => (String::from_utf8_lossy(bytes), bytes.utf8_chunks().map(|c| c.invalid().len() as u64).sum()),
         };
         let out = match itemsize {
-            2 => EncodedChunk::U16(encoder.encode_all_specials(&text, thread_share)),
-            _ => EncodedChunk::U32(encoder.encode_all_specials(&text, thread_share)),
+            2 => EncodedChunk::U16(encoder.encode_all_specials(&text, map.len())),
+            _ => EncodedChunk::U32(encoder.encode_all_specials(&text, map.len())),
         };
         num_tokens.fetch_add(out.len() as u64, Ordering::Relaxed);
         invalid_bytes.fetch_add(invalid, Ordering::Relaxed);

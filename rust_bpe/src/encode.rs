@@ -2,16 +2,16 @@
 //! and special tokens: each pre-token is merged by repeatedly joining the adjacent pair of
 //! parts whose concatenation has the lowest rank (id), leftmost first.
 //!
-//! Speed comes from a per-thread cache of pre-token -> ids (pre-tokens of up to 15 bytes
-//! are packed into one u128 key; it holds the pre-tokens met, and the whole vocabulary
-//! only once the text is long enough to meet most of it, so that it stays small for a
-//! small text),
+//! Speed comes from a cache of pre-token -> ids that every thread encoding with the encoder
+//! shares (pre-tokens of up to 15 bytes are packed into one u128 key; it holds the
+//! pre-tokens met, and the whole vocabulary only once the text is long enough to meet most
+//! of it, so that it stays small for a small text),
 //! a pair table (left id, right id) -> merged id instead of hashing byte strings, and
 //! parallel chunks cut where no pre-token or special token crosses.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, TryLockError};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rayon::prelude::*;
@@ -22,6 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::error::BpeError;
 use crate::packed_table::{hash, PackedTable};
 use crate::pair_ranks::PairRanks;
+use crate::pretoken_cache::{Cached, Inserts, PreTokenCache, IN_ARENA};
 use crate::pretokenize::{cut_points, cut_points_chars, last_cut_after, pack, pack_at, Piece, SpecialTokens, MAX_PACKED};
 use crate::utf8::{push_utf8, CodeUnit, Surrogate};
 use crate::tokenizer::Tokenizer;
@@ -51,6 +52,11 @@ pub struct Encoder {
     short_tokens: PackedTable<Cached>,
     /// Every longer token.
     long_tokens: FxHashMap<Box<[u8]>, u32>,
+    /// Pre-tokens of up to 15 bytes met so far, for every thread: read and added to under
+    /// the read lock, grown under the write lock.
+    cache: RwLock<PreTokenCache>,
+    /// Bytes of text the cache was sized for so far.
+    text_seen: AtomicUsize,
     id: u64,
 }
 
@@ -60,37 +66,8 @@ const BLOCK: usize = 256;
 const AHEAD: usize = 16;
 /// Code points turned into UTF-8 at a time (see `encode_chars_into`).
 const WINDOW_CHARS: usize = 64 << 10;
-/// A cache is emptied when it grows past this many pre-tokens.
+/// A cache is emptied when it grows past this many pre-tokens (checked between texts).
 const MAX_CACHE_ENTRIES: usize = 1 << 21;
-
-/// The ids of a pre-token: `count` (at most three) ids in `ids`, or (`count` with
-/// `IN_ARENA` set) `count & !IN_ARENA` ids at offset `ids[0]` of the cache's arena.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-#[repr(C)]
-struct Cached {
-    ids: [u32; 3],
-    count: u32,
-}
-
-const IN_ARENA: u32 = 1 << 31;
-
-impl Cached {
-    fn single(id: u32) -> Cached {
-        Cached { ids: [id, 0, 0], count: 1 }
-    }
-
-    /// `ids` inline if they fit, else added to the arena.
-    fn of(ids: &[u32], arena: &mut Vec<u32>) -> Cached {
-        if ids.len() <= 3 {
-            let mut inline = [0u32; 3];
-            inline[..ids.len()].copy_from_slice(ids);
-            return Cached { ids: inline, count: ids.len() as u32 };
-        }
-        let offset = arena.len() as u32;
-        arena.extend_from_slice(ids);
-        Cached { ids: [offset, 0, 0], count: IN_ARENA | ids.len() as u32 }
-    }
-}
 
 /// Pre-tokens of a text, encoded together (see `Encoder::encode_text`).
 struct Block {
@@ -115,7 +92,7 @@ struct Blocks {
 impl Blocks {
     /// The cache's blocks (made once per thread: they are 24 KiB).
     fn of(cache: &mut Cache) -> Blocks {
-        let pair = cache.blocks.take().unwrap_or_else(|| Box::new([Block::new(), Block::new()]));
+        let pair = cache.local.blocks.take().unwrap_or_else(|| Box::new([Block::new(), Block::new()]));
         Blocks { pair, filling: 0, waiting: false }
     }
 }
@@ -129,7 +106,7 @@ impl Block {
     /// `vocabulary`, where a pre-token missing from the cache is looked up next, when the
     /// cache does not hold the vocabulary).
     #[inline(always)]
-    fn prepare(&mut self, bytes: &[u8], table: &PackedTable<Cached>, vocabulary: Option<&PackedTable<Cached>>) {
+    fn prepare(&mut self, bytes: &[u8], table: &PreTokenCache, vocabulary: Option<&PackedTable<Cached>>) {
         for (key, &(start, end)) in self.keys.iter_mut().zip(&self.ranges[..self.n]) {
             *key = if start != SPECIAL && end - start <= MAX_PACKED {
                 let packed = pack_at(bytes, start, end);
@@ -146,24 +123,66 @@ impl Block {
     }
 }
 
-/// Per-thread memory of pre-tokens already encoded.
-struct Cache {
+/// What a thread needs besides the shared cache: pre-tokens longer than 15 bytes met (with
+/// their ids in `long_ids`), scratch space, and what it put in the shared cache.
+struct Scratch {
     encoder: u64,
-    short: PackedTable<Cached>,
-    /// Whether every token of `Encoder::short_tokens` is in `short`.
-    has_vocabulary: bool,
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
-    arena: Vec<u32>,
+    long_ids: Vec<u32>,
     /// Scratch space of the merge loop.
     parts: Vec<u32>,
     ranks: Vec<u32>,
     blocks: Option<Box<[Block; 2]>>,
-    /// Bytes of text the cache was sized for so far.
-    text_seen: usize,
+    inserts: Inserts,
+}
+
+impl Scratch {
+    fn new(encoder: u64) -> Scratch {
+        Scratch {
+            encoder,
+            long: FxHashMap::default(),
+            long_ids: Vec::new(),
+            parts: Vec::new(),
+            ranks: Vec::new(),
+            blocks: None,
+            inserts: Inserts::default(),
+        }
+    }
+}
+
+/// The shared cache, read-locked, with a thread's scratch space.
+struct Cache<'e, 's> {
+    /// Always Some, except while `make_room` swaps the lock for a bigger cache.
+    shared: Option<RwLockReadGuard<'e, PreTokenCache>>,
+    encoder: &'e Encoder,
+    local: &'s mut Scratch,
+}
+
+impl Cache<'_, '_> {
+    #[inline(always)]
+    fn short(&self) -> &PreTokenCache {
+        self.shared.as_deref().expect("a locked cache")
+    }
+
+    /// Whether the shared cache is past half full (or its arena past three quarters).
+    #[inline(always)]
+    fn wants_room(&self) -> bool {
+        let short = self.short();
+        short.len() + self.local.inserts.unreported() >= short.capacity() || short.arena_crowded()
+    }
+
+    /// Unlocks the cache, grows it (waiting for the other threads to unlock it) and locks
+    /// it again.
+    fn make_room(&mut self) {
+        let shared = self.shared.take().expect("a locked cache");
+        self.local.inserts.report_to(&shared);
+        drop(shared);
+        self.shared = Some(self.encoder.cache_with_room(0, false));
+    }
 }
 
 thread_local! {
-    static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
     /// UTF-8 of the window of code points a thread is encoding (`encode_chars_into`).
     static WINDOW_UTF8: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -218,6 +237,8 @@ impl Encoder {
             short_keys_fit,
             short_tokens,
             long_tokens,
+            cache: RwLock::new(PreTokenCache::with_capacity(0)),
+            text_seen: AtomicUsize::new(0),
             id: NEXT_ENCODER_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -226,42 +247,71 @@ impl Encoder {
         &self.tokenizer
     }
 
-    /// Runs `f` with this thread's cache, sized for `text_len` more bytes of text, and for
-    /// `expected_len` bytes in all if that is more (the rest of a thread's share of a job).
+    /// Runs `f` with the shared cache, sized for `text_len` more bytes of text, and for
+    /// `expected_len` bytes in all if that is more (the whole of a job the text is part of),
+    /// and this thread's scratch space.
     fn with_cache<R>(&self, text_len: usize, expected_len: usize, f: impl FnOnce(&mut Cache) -> R) -> R {
-        CACHE.with(|cell| {
+        let seen = self.text_seen.fetch_add(text_len, Ordering::Relaxed) + text_len;
+        // Distinct pre-tokens grow as a power of the text length (Heaps' law); room for
+        // them up front saves growing the table step by step.
+        let distinct = (seen.max(expected_len) as f64).powf(0.7) as usize;
+        // A text with more distinct pre-tokens than the vocabulary has tokens meets most
+        // tokens: they are put in the cache at once rather than found one by one.
+        let with_vocabulary = distinct >= self.short_tokens.len();
+        let wanted = (distinct + if with_vocabulary { self.short_tokens.len() } else { 0 }).min(MAX_CACHE_ENTRIES);
+        let shared = self.cache_with_room(wanted, with_vocabulary);
+        SCRATCH.with(|cell| {
             let mut slot = cell.borrow_mut();
-            let stale = slot.as_ref().is_none_or(|c| c.encoder != self.id || c.short.len() + c.long.len() > MAX_CACHE_ENTRIES);
-            let seen = if stale { 0 } else { slot.as_ref().map_or(0, |c| c.text_seen) };
-            // Distinct pre-tokens grow as a power of the text length (Heaps' law); room for
-            // them up front saves growing the table step by step.
-            let distinct = ((seen + text_len).max(expected_len) as f64).powf(0.7) as usize;
-            // A text with more distinct pre-tokens than the vocabulary has tokens meets most
-            // tokens: they are put in the cache at once rather than found one by one.
-            let with_vocabulary = distinct >= self.short_tokens.len();
-            let wanted = (distinct + if with_vocabulary { self.short_tokens.len() } else { 0 }).min(MAX_CACHE_ENTRIES);
-            if stale {
-                *slot = Some(Cache {
-                    encoder: self.id,
-                    short: PackedTable::with_capacity(wanted),
-                    has_vocabulary: false,
-                    long: FxHashMap::default(),
-                    arena: Vec::new(),
-                    parts: Vec::new(),
-                    ranks: Vec::new(),
-                    blocks: None,
-                    text_seen: 0,
-                });
+            if slot.as_ref().is_none_or(|s| s.encoder != self.id || s.long.len() > MAX_CACHE_ENTRIES) {
+                *slot = Some(Scratch::new(self.id));
             }
-            let cache = slot.as_mut().expect("cache");
-            cache.short.reserve(wanted);
-            if with_vocabulary && !cache.has_vocabulary {
-                cache.short.insert_all(&self.short_tokens);
-                cache.has_vocabulary = true;
-            }
-            cache.text_seen += text_len;
-            f(cache)
+            let mut cache = Cache { shared: Some(shared), encoder: self, local: slot.as_mut().expect("scratch") };
+            let result = f(&mut cache);
+            let shared = cache.shared.take().expect("a locked cache");
+            cache.local.inserts.report_to(&shared);
+            result
         })
+    }
+
+    /// The shared cache, read-locked, after it was made room for `wanted` pre-tokens when
+    /// it needed to, and given the vocabulary if `with_vocabulary`.
+    fn cache_with_room(&self, wanted: usize, with_vocabulary: bool) -> RwLockReadGuard<'_, PreTokenCache> {
+        self.grow_cache(wanted);
+        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        if with_vocabulary {
+            cache.put_vocabulary(self.short_tokens.iter());
+        }
+        cache
+    }
+
+    /// Grows the shared cache for `wanted` pre-tokens, or when it is past half full (or its
+    /// arena is past three quarters). Growing waits for the threads encoding with it only
+    /// in the second case; otherwise it is put off while any of them is.
+    fn grow_cache(&self, wanted: usize) {
+        let must = {
+            let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+            let must = cache.len() >= cache.capacity() || cache.arena_crowded();
+            if !must && wanted <= cache.capacity() {
+                return;
+            }
+            must
+        };
+        let mut cache = if must {
+            self.cache.write().unwrap_or_else(PoisonError::into_inner)
+        } else {
+            match self.cache.try_write() {
+                Ok(cache) => cache,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            }
+        };
+        if cache.len() > MAX_CACHE_ENTRIES {
+            *cache = PreTokenCache::with_capacity(wanted);
+            self.text_seen.store(0, Ordering::Relaxed);
+        }
+        let wanted = if cache.len() >= cache.capacity() { wanted.max(2 * cache.len()) } else { wanted };
+        let arena = if cache.arena_crowded() { 2 * cache.arena_len() } else { 0 };
+        cache.reserve(wanted, arena);
     }
 
     #[inline(always)]
@@ -321,12 +371,16 @@ impl Encoder {
     /// Packs a full block's keys and asks for the slots its lookups will read.
     #[inline(always)]
     fn prepare(&self, block: &mut Block, bytes: &[u8], cache: &Cache) {
-        block.prepare(bytes, &cache.short, (!cache.has_vocabulary).then_some(&self.short_tokens));
+        let short = cache.short();
+        block.prepare(bytes, short, (!short.has_vocabulary()).then_some(&self.short_tokens));
     }
 
     /// The filling block is full: its cache slots are asked for, and the block before it
     /// is encoded and emptied to be filled next.
     fn rotate<T: TokenId>(&self, blocks: &mut Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
+        if cache.wants_room() {
+            cache.make_room();
+        }
         self.prepare(&mut blocks.pair[blocks.filling], bytes, cache);
         if blocks.waiting {
             let w = blocks.filling ^ 1;
@@ -347,7 +401,7 @@ impl Encoder {
         for block in blocks.pair.iter_mut() {
             block.n = 0;
         }
-        cache.blocks = Some(blocks.pair);
+        cache.local.blocks = Some(blocks.pair);
     }
 
     /// Encodes a prepared block of pre-tokens: each is looked up in the cache, whose slot
@@ -359,14 +413,14 @@ impl Encoder {
         let n = block.n;
         let keys = &block.keys[..n];
         for &(_, h) in &keys[..n.min(AHEAD)] {
-            cache.short.prefetch(h);
+            cache.short().prefetch(h);
         }
         let mut i = 0;
         while i < n {
             // Room for three ids of each pre-token left, written whole and kept as many as
             // there are.
             out.reserve(3 * (n - i));
-            let (table, dst) = (&cache.short, out.as_mut_ptr());
+            let (table, dst) = (cache.short(), out.as_mut_ptr());
             let mut len = out.len();
             while i < n {
                 if let Some(&(_, h)) = keys.get(i + AHEAD) {
@@ -408,32 +462,45 @@ impl Encoder {
             }
             return;
         }
-        let cached = match cache.short.get(key, h) {
+        let short = cache.shared.as_deref().expect("a locked cache");
+        let cached = match short.get(key, h) {
             Some(cached) => cached,
             None => {
-                let token = if cache.has_vocabulary { None } else { self.short_tokens.get(key, h) };
+                let token = if short.has_vocabulary() { None } else { self.short_tokens.get(key, h) };
                 let cached = match token {
                     Some(token) => token,
-                    None => self.merge_short(&bytes[start..end], &mut cache.arena),
+                    None => {
+                        let mut ids = [0u32; MAX_PACKED];
+                        let count = self.merge_short(&bytes[start..end], &mut ids);
+                        let ids = &ids[..count];
+                        let stored = if count <= 3 { Some(Cached::inline(ids)) } else { short.store_in_arena(ids, &mut cache.local.inserts) };
+                        let Some(stored) = stored else {
+                            extend_ids(out, ids); // the arena is full until the cache grows
+                            return;
+                        };
+                        stored
+                    }
                 };
-                *cache.short.entry(key, h) = cached;
+                short.insert(key, h, cached, &mut cache.local.inserts);
                 cached
             }
         };
-        push_cached(&cached, &cache.arena, out);
+        push_cached(&cached, short, out);
     }
 
     /// tiktoken's merge of a pre-token of at most 15 bytes, on the stack: each pair is keyed
     /// (merged id << 4 | position of its left part), so the lowest key is the pair to merge
     /// next (lowest rank, leftmost first), and parts are linked instead of moved.
-    fn merge_short(&self, piece: &[u8], arena: &mut Vec<u32>) -> Cached {
+    /// Writes the ids to `ids` and returns how many.
+    fn merge_short(&self, piece: &[u8], ids: &mut [u32; MAX_PACKED]) -> usize {
         const N: usize = MAX_PACKED + 1;
         let n = piece.len();
         debug_assert!(n <= MAX_PACKED);
         if !self.short_keys_fit {
             let (mut parts, mut ranks) = (Vec::new(), Vec::new());
             self.merge_into(piece, &mut parts, &mut ranks);
-            return Cached::of(&parts, arena);
+            ids[..parts.len()].copy_from_slice(&parts);
+            return parts.len();
         }
         let mut parts = [0u32; N];
         let mut keys = [u32::MAX; N];
@@ -470,14 +537,13 @@ impl Encoder {
                 keys[p as usize] = key(self.pair_ranks.get(parts[p as usize], merged), p as usize);
             }
         }
-        let mut ids = [0u32; N];
         let (mut count, mut at) = (0, 0);
         while at < n {
             ids[count] = parts[at];
             count += 1;
             at = next[at] as usize;
         }
-        Cached::of(&ids[..count], arena)
+        count
     }
 
     fn encode_long_piece<T: TokenId>(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
@@ -485,26 +551,27 @@ impl Encoder {
             out.push(T::from_id(id));
             return;
         }
-        let (offset, len) = match cache.long.get(piece) {
+        let local = &mut *cache.local;
+        let (offset, len) = match local.long.get(piece) {
             Some(&(offset, len)) => (offset as usize, len as usize),
             None => {
-                let offset = cache.arena.len();
-                self.merge_to_arena(piece, cache);
-                let len = cache.arena.len() - offset;
-                cache.long.insert(Box::from(piece), (offset as u32, len as u32));
+                let offset = local.long_ids.len();
+                self.merge_to_ids(piece, local);
+                let len = local.long_ids.len() - offset;
+                local.long.insert(Box::from(piece), (offset as u32, len as u32));
                 (offset, len)
             }
         };
-        extend_ids(out, &cache.arena[offset..offset + len]);
+        extend_ids(out, &local.long_ids[offset..offset + len]);
     }
 
-    /// tiktoken's byte-pair merge of one pre-token, appended to the cache's arena.
-    fn merge_to_arena(&self, piece: &[u8], cache: &mut Cache) {
+    /// tiktoken's byte-pair merge of one long pre-token, appended to the thread's `long_ids`.
+    fn merge_to_ids(&self, piece: &[u8], local: &mut Scratch) {
         if piece.len() > 64 {
-            return self.merge_long(piece, &mut cache.arena);
+            return self.merge_long(piece, &mut local.long_ids);
         }
-        self.merge_into(piece, &mut cache.parts, &mut cache.ranks);
-        cache.arena.extend_from_slice(&cache.parts);
+        self.merge_into(piece, &mut local.parts, &mut local.ranks);
+        local.long_ids.extend_from_slice(&local.parts);
     }
 
     /// tiktoken's byte-pair merge of one pre-token of at most 64 bytes, into `parts`
@@ -592,18 +659,18 @@ impl Encoder {
     }
 
     /// Ids of text reading the special tokens `specials` recognises.
-    /// `thread_text_len`: how much text this thread is expected to encode in all, this text
-    /// and the rest of its share of a parallel job (the cache is sized for it once).
-    fn encode_with_specials_into<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], thread_text_len: usize, out: &mut Vec<T>) {
-        self.with_cache(text.len(), thread_text_len, |cache| self.encode_pieces(text, specials, ids, cache, out))
+    /// `job_len`: how much text the job this text is part of holds in all (a parallel job's
+    /// threads share the cache, which is sized for it once).
+    fn encode_with_specials_into<T: TokenId>(&self, text: &str, specials: &SpecialTokens, ids: &[u32], job_len: usize, out: &mut Vec<T>) {
+        self.with_cache(text.len(), job_len, |cache| self.encode_pieces(text, specials, ids, cache, out))
     }
 
-    /// Ids of `text` with every special token read as such, by a thread that will encode
-    /// about `thread_text_len` bytes in all (its cache is sized for that once).
-    pub(crate) fn encode_all_specials<T: TokenId>(&self, text: &str, thread_text_len: usize) -> Vec<T> {
+    /// Ids of `text` with every special token read as such, part of a job of `job_len`
+    /// bytes in all (the cache is sized for it once).
+    pub(crate) fn encode_all_specials<T: TokenId>(&self, text: &str, job_len: usize) -> Vec<T> {
         let ids: Vec<u32> = self.tokenizer.special_tokens().iter().map(|&(_, id)| id).collect();
         let mut out = ids_buffer(text.len());
-        self.encode_with_specials_into(text, self.tokenizer.specials(), &ids, thread_text_len, &mut out);
+        self.encode_with_specials_into(text, self.tokenizer.specials(), &ids, job_len, &mut out);
         out
     }
 
@@ -673,7 +740,7 @@ impl Encoder {
             }
         };
         let parts = run_chunks(cuts.len() - 1, text.len(), pool, |i, out| {
-            self.encode_with_specials_into(&text[cuts[i]..cuts[i + 1]], specials, ids, text.len() / threads, out);
+            self.encode_with_specials_into(&text[cuts[i]..cuts[i + 1]], specials, ids, text.len(), out);
             Ok(())
         });
         parts.expect("encoding UTF-8 text cannot fail")
@@ -702,7 +769,7 @@ impl Encoder {
             Some(target) => cut_points_chars(chars, target, self.tokenizer.pattern(), self.tokenizer.specials()),
         };
         run_chunks(cuts.len() - 1, chars.len(), pool, |i, out| {
-            self.encode_chars_into(&chars[cuts[i]..cuts[i + 1]], cuts[i], &specials, &ids, banned.as_ref(), chars.len() / threads, out)
+            self.encode_chars_into(&chars[cuts[i]..cuts[i + 1]], cuts[i], &specials, &ids, banned.as_ref(), chars.len(), out)
         })
     }
 
@@ -716,7 +783,7 @@ impl Encoder {
         specials: &SpecialTokens,
         ids: &[u32],
         banned: Option<&AhoCorasick>,
-        thread_text_len: usize,
+        job_len: usize,
         out: &mut Vec<T>,
     ) -> Result<(), BpeError> {
         // The thread's window buffer from its last chunk (fresh memory faults a page at a
@@ -744,7 +811,7 @@ impl Encoder {
             check_banned(&utf8[..cut], banned)?;
             // SAFETY: UTF-8 made from code points, cut before an ASCII character.
             let window = unsafe { std::str::from_utf8_unchecked(&utf8[..cut]) };
-            self.encode_with_specials_into(window, specials, ids, thread_text_len, out);
+            self.encode_with_specials_into(window, specials, ids, job_len, out);
             utf8.drain(..cut);
         }
         WINDOW_UTF8.with(|w| *w.borrow_mut() = utf8);
@@ -912,13 +979,11 @@ impl<T: TokenId> Parts<T> {
 
 /// Appends the ids of a cached pre-token.
 #[inline(always)]
-fn push_cached<T: TokenId>(cached: &Cached, arena: &[u32], out: &mut Vec<T>) {
-    let count = (cached.count & !IN_ARENA) as usize;
+fn push_cached<T: TokenId>(cached: &Cached, cache: &PreTokenCache, out: &mut Vec<T>) {
     if cached.count & IN_ARENA == 0 {
-        extend_ids(out, &cached.ids[..count]);
+        extend_ids(out, &cached.ids[..cached.count as usize]);
     } else {
-        let offset = cached.ids[0] as usize;
-        extend_ids(out, &arena[offset..offset + count]);
+        out.extend(cache.arena_ids(cached).map(T::from_id));
     }
 }
 
@@ -948,7 +1013,7 @@ impl TokenId for u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pretokenize::Pattern;
+    use crate::pretokenize::{pack, Pattern};
     use crate::train::{train, Input, TrainOptions};
 
     /// A tokenizer trained on a small text (its file is one per call: tests run in parallel).
@@ -993,11 +1058,11 @@ mod tests {
         let small = trained();
         let mut found_one_by_one: Vec<u32> = Vec::new();
         small.encode_with_specials_into(text, &none, &[], text.len(), &mut found_one_by_one);
-        small.with_cache(0, 0, |cache| assert!(!cache.has_vocabulary));
+        assert!(!small.cache.read().unwrap().has_vocabulary());
         let big = trained();
         let mut all_at_once: Vec<u32> = Vec::new();
         big.encode_with_specials_into(text, &none, &[], 1 << 20, &mut all_at_once);
-        big.with_cache(0, 0, |cache| assert!(cache.has_vocabulary));
+        assert!(big.cache.read().unwrap().has_vocabulary());
         assert_eq!(found_one_by_one, all_at_once);
         assert_eq!(big.decode_bytes(&all_at_once).unwrap(), text.as_bytes());
     }
@@ -1015,10 +1080,9 @@ mod tests {
                 assert_eq!(parts, long, "n = {n}");
             }
             if n <= MAX_PACKED {
-                let mut arena = Vec::new();
-                let mut short: Vec<u32> = Vec::new();
-                push_cached(&enc.merge_short(piece.as_bytes(), &mut arena), &arena, &mut short);
-                assert_eq!(short, long, "n = {n}");
+                let mut short = [0; MAX_PACKED];
+                let count = enc.merge_short(piece.as_bytes(), &mut short);
+                assert_eq!(short[..count], long, "n = {n}");
             }
             assert_eq!(enc.decode_bytes(&long).unwrap(), piece.as_bytes());
         }
@@ -1043,10 +1107,9 @@ mod tests {
             enc.merge_into(&piece, &mut parts, &mut ranks);
             assert_eq!(parts, long, "{piece:?}");
             if piece.len() <= MAX_PACKED {
-                let mut arena = Vec::new();
-                let mut short: Vec<u32> = Vec::new();
-                push_cached(&enc.merge_short(&piece, &mut arena), &arena, &mut short);
-                assert_eq!(short, long, "{piece:?}");
+                let mut short = [0; MAX_PACKED];
+                let count = enc.merge_short(&piece, &mut short);
+                assert_eq!(short[..count], long, "{piece:?}");
             }
         }
     }
@@ -1063,6 +1126,48 @@ mod tests {
         assert_eq!(one, many);
         let narrow = enc.encode_parts::<u16>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap().join(None);
         assert!(one.iter().map(|&id| id as u16).eq(narrow));
+    }
+
+    /// The ids of `text` without any cache: each pre-token looked up in the vocabulary, or
+    /// merged by `merge_long`.
+    fn uncached(enc: &Encoder, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        enc.tokenizer().pattern().split(text, |piece| {
+            let bytes = piece.as_bytes();
+            let token = if bytes.len() <= MAX_PACKED {
+                enc.short_tokens.get(pack(bytes), hash(pack(bytes))).map(|cached| cached.ids[0])
+            } else {
+                enc.long_tokens.get(bytes).copied()
+            };
+            match token {
+                Some(id) => out.push(id),
+                None => enc.merge_long(bytes, &mut out),
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn threads_share_a_cache_that_grows_while_they_encode() {
+        let enc = trained();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        // About 200,000 distinct words in 1.5 MB: ten times what the cache is first sized
+        // for, most with more than three ids (in the arena).
+        let mut seed = 5u64;
+        let mut text = String::new();
+        while text.len() < 1_500_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = 4 + (seed >> 60) as usize % 6;
+            text.push(' ');
+            text.extend((0..len).map(|i| (b'a' + ((seed >> (8 + 5 * i)) % 26) as u8) as char));
+        }
+        let expected = uncached(&enc, &text);
+        assert_eq!(enc.encode_ordinary(&text, Some(&pool)), expected);
+        let held = enc.cache.read().unwrap().len();
+        assert!(held > 150_000, "{held}");
+        // Encoded again, from the cache.
+        assert_eq!(enc.encode_ordinary(&text, Some(&pool)), expected);
+        assert_eq!(enc.encode_ordinary(&text, None), expected);
     }
 
     #[test]

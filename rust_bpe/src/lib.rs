@@ -8,6 +8,7 @@ pub mod error;
 mod huge_pages;
 pub mod packed_table;
 mod pair_ranks;
+mod pretoken_cache;
 pub mod pretokenize;
 pub mod tokenizer;
 pub mod train;

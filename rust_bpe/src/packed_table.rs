@@ -147,13 +147,6 @@ impl<V: Copy + Default> PackedTable<V> {
         }
     }
 
-    /// Puts every key of `other` in, with its value.
-    pub fn insert_all(&mut self, other: &PackedTable<V>) {
-        for (key, value) in other.iter() {
-            *self.entry(key, hash(key)) = value;
-        }
-    }
-
     fn grow(&mut self) {
         self.rehash(self.num_slots());
     }
@@ -188,11 +181,5 @@ mod tests {
         }
         assert_eq!(table.get(pack(b"absent"), hash(pack(b"absent"))), None);
         assert_eq!(table.iter().count(), words.len());
-        let mut copy = PackedTable::with_capacity(100_000);
-        copy.insert_all(&table);
-        assert_eq!(copy.len(), words.len());
-        for (i, w) in words.iter().enumerate() {
-            assert_eq!(copy.get(pack(w.as_bytes()), hash(pack(w.as_bytes()))), Some(i as u64 + 1));
-        }
     }
 }
