@@ -768,7 +768,7 @@ impl Encoder {
             None => vec![0, chars.len()],
             Some(target) => cut_points_chars(chars, target, self.tokenizer.pattern(), self.tokenizer.specials()),
         };
-        run_chunks(cuts.len() - 1, chars.len(), pool, |i, out| {
+        run_chunks(cuts.len() - 1, chars.len() * U::MAX_UTF8, pool, |i, out| {
             self.encode_chars_into(&chars[cuts[i]..cuts[i + 1]], cuts[i], &specials, &ids, banned.as_ref(), chars.len(), out)
         })
     }
@@ -851,7 +851,7 @@ fn chunk_target(len: usize, threads: usize) -> Option<usize> {
     (threads > 1 && len >= MIN_PARALLEL).then(|| (len / (threads * 16)).clamp(MIN_CHUNK, 2 << 20))
 }
 
-/// Runs `encode_chunk` for chunks 0..n of a text of `text_len` bytes (or characters), on
+/// Runs `encode_chunk` for chunks 0..n of a text of at most `text_len` bytes of UTF-8, on
 /// the pool's threads when there is a pool, each appending the ids of the chunks it takes
 /// to its own buffer; gives where they are, or the error of the first chunk that failed.
 fn run_chunks<T: TokenId>(
@@ -924,9 +924,11 @@ fn check_banned(text: &[u8], banned: Option<&AhoCorasick>) -> Result<(), BpeErro
     }
 }
 
-/// Room for the ids of `text_len` bytes of text (about 4 bytes a token; it grows if not).
+/// Room for the ids of up to `text_len` bytes of UTF-8: one id per two bytes, more than
+/// natural text needs (English takes over 4 bytes a GPT-2 token, 40 languages together 1.5),
+/// so that the buffer is not copied as it grows; memory never written is never touched.
 fn ids_buffer<T>(text_len: usize) -> Vec<T> {
-    crate::huge_pages::vec_with_capacity(text_len / 4 + 16)
+    crate::huge_pages::vec_with_capacity(text_len / 2 + 16)
 }
 
 /// The ids of a text encoded in chunks, left in the buffers of the threads that encoded
