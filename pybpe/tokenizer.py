@@ -183,7 +183,7 @@ class Tokenizer:
         Special tokens in `allowed_special` ("all" or a set) are read as special tokens;
         text that holds a disallowed one raises SpecialTokenError (a ValueError). Pass
         `disallowed_special=()` to encode such text as ordinary text. A long text (from
-        1 MiB) is cut into chunks encoded in parallel on `threads` threads (None, the
+        256 KiB) is cut into chunks encoded in parallel on `threads` threads (None, the
         default: all cores; 1: this thread only); the ids are the same for any count.
         """
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)

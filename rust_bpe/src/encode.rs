@@ -843,11 +843,11 @@ impl Encoder {
 }
 
 /// Chunks of about what size a text of `len` bytes (or characters) is cut into for
-/// `threads`; None for one chunk. A thread whose cache is cold merges the common words
-/// again, so a text under a megabyte is faster on one thread.
+/// `threads`; None for one chunk. Below a quarter of a megabyte, waking the other threads
+/// costs more than they save.
 fn chunk_target(len: usize, threads: usize) -> Option<usize> {
-    const MIN_PARALLEL: usize = 1 << 20;
-    const MIN_CHUNK: usize = 256 << 10;
+    const MIN_PARALLEL: usize = 256 << 10;
+    const MIN_CHUNK: usize = 64 << 10;
     (threads > 1 && len >= MIN_PARALLEL).then(|| (len / (threads * 16)).clamp(MIN_CHUNK, 2 << 20))
 }
 
@@ -1119,7 +1119,7 @@ mod tests {
     #[test]
     fn parallel_chunks_give_the_same_ids() {
         let enc = trained();
-        // Past the length from which a text is encoded in parallel chunks (1 MiB).
+        // Past the length from which a text is encoded in parallel chunks (256 KiB).
         let text = "the quick brown fox\njumps over the lazy dog<|endoftext|>\n".repeat(30_000);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         assert!(enc.encode_parts::<u32>(&text, &Allowed::All, &Allowed::None, Some(&pool)).unwrap().chunk_count() > 1);
@@ -1199,7 +1199,7 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 33) % n
         };
-        // Text of each storage width, past 1 MiB (parallel chunks) and many 64K windows; a
+        // Text of each storage width, past 256 KiB (parallel chunks) and many 64K windows; a
         // special token across a window's end; a run with no safe cut longer than a window.
         for extra in [&["\u{e9}", "\u{ff}"][..], &["\u{3b1}", "\u{4e2d}", "\u{e9}"], &["\u{1f600}", "\u{3b1}"]] {
             let words = ["the", "quick", "fox", " ", "\n", "  ", "\n\n", ".", "aaaaaaaa", "<|endoftext|>", extra[0], extra[1]];
