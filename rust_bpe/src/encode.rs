@@ -736,7 +736,8 @@ impl Encoder {
             // Cuts that the full special-token set does not cross are safe for any subset.
             Some(target) => {
                 let pattern = self.tokenizer.pattern();
-                cut_points(text.as_bytes(), target, pattern, if pattern.is_builtin() { self.tokenizer.specials() } else { specials })
+                let safe_for = if pattern.is_builtin() { self.tokenizer.specials() } else { specials };
+                tapered_cuts(text.len(), target, |start, target| cut_points(&text.as_bytes()[start..], target, pattern, safe_for))
             }
         };
         let parts = run_chunks(cuts.len() - 1, text.len(), pool, |i, out| {
@@ -766,7 +767,9 @@ impl Encoder {
         let threads = pool.map_or(1, |p| p.current_num_threads());
         let cuts = match chunk_target(chars.len(), threads) {
             None => vec![0, chars.len()],
-            Some(target) => cut_points_chars(chars, target, self.tokenizer.pattern(), self.tokenizer.specials()),
+            Some(target) => tapered_cuts(chars.len(), target, |start, target| {
+                cut_points_chars(&chars[start..], target, self.tokenizer.pattern(), self.tokenizer.specials())
+            }),
         };
         run_chunks(cuts.len() - 1, chars.len() * U::MAX_UTF8, pool, |i, out| {
             self.encode_chars_into(&chars[cuts[i]..cuts[i + 1]], cuts[i], &specials, &ids, banned.as_ref(), chars.len(), out)
@@ -849,6 +852,20 @@ fn chunk_target(len: usize, threads: usize) -> Option<usize> {
     const MIN_PARALLEL: usize = 256 << 10;
     const MIN_CHUNK: usize = 64 << 10;
     (threads > 1 && len >= MIN_PARALLEL).then(|| (len / (threads * 16)).clamp(MIN_CHUNK, 2 << 20))
+}
+
+/// Cut points of a text of `len` bytes (or characters) into chunks of about `target`, and of
+/// a quarter of that in its last quarter, so that the threads run out of work at about the
+/// same time. `cut_points(start, target)`: the cut points of the text from `start` on,
+/// counted from there (from 0 to its length); a cut point of the whole text is one of the
+/// rest from there, as whether a place is a cut depends only on the text around it.
+fn tapered_cuts(len: usize, target: usize, cut_points: impl Fn(usize, usize) -> Vec<usize>) -> Vec<usize> {
+    let mut cuts = cut_points(0, target);
+    let Some(tail) = cuts.iter().position(|&cut| cut >= len - len / 4) else { return cuts };
+    let start = cuts[tail];
+    cuts.truncate(tail);
+    cuts.extend(cut_points(start, target / 4).into_iter().map(|cut| cut + start));
+    cuts
 }
 
 /// Runs `encode_chunk` for chunks 0..n of a text of at most `text_len` bytes of UTF-8, on
@@ -1170,6 +1187,22 @@ mod tests {
         // Encoded again, from the cache.
         assert_eq!(enc.encode_ordinary(&text, Some(&pool)), expected);
         assert_eq!(enc.encode_ordinary(&text, None), expected);
+    }
+
+    #[test]
+    fn the_last_quarter_is_cut_into_smaller_chunks() {
+        // Every 10th place is a cut (counted in the whole text).
+        let every_tenth = |start: usize, target: usize| {
+            let mut cuts = vec![0];
+            while *cuts.last().unwrap() < 1000 - start {
+                let from = cuts.last().unwrap() + target;
+                cuts.push(((start + from).next_multiple_of(10) - start).min(1000 - start));
+            }
+            cuts
+        };
+        let cuts = tapered_cuts(1000, 100, every_tenth);
+        let sizes: Vec<usize> = cuts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(sizes, [[100; 8].as_slice(), &[30, 30, 30, 30, 30, 30, 20]].concat());
     }
 
     #[test]
