@@ -309,7 +309,7 @@ impl Encoder {
             *cache = PreTokenCache::with_capacity(wanted);
             self.text_seen.store(0, Ordering::Relaxed);
         }
-        let wanted = if cache.len() >= cache.capacity() { wanted.max(2 * cache.len()) } else { wanted };
+        let wanted = if cache.len() >= cache.capacity() { wanted.max(2 * cache.capacity()) } else { wanted };
         let arena = if cache.arena_crowded() { 2 * cache.arena_len() } else { 0 };
         cache.reserve(wanted, arena);
     }

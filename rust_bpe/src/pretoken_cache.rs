@@ -98,14 +98,16 @@ impl ZeroValid for AtomicU32 {}
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl PreTokenCache {
-    /// A cache with room for `n` pre-tokens (at half load), and an arena of two ids for each.
+    /// A cache with room for `n` pre-tokens (at half load), and an arena of eight ids for
+    /// each (memory that is never written is never touched: the arena is filled from its
+    /// start, so room to spare costs nothing).
     pub fn with_capacity(n: usize) -> PreTokenCache {
         let slots = (n * 2).next_power_of_two().max(1024);
         PreTokenCache {
             lines: zeroed(slots / 2),
             mask: slots - 1,
             len: AtomicUsize::new(0),
-            arena: zeroed(slots),
+            arena: zeroed(4 * slots),
             arena_used: AtomicUsize::new(0),
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             has_vocabulary: AtomicBool::new(false),
@@ -292,19 +294,48 @@ impl PreTokenCache {
             *to.get_mut() = from.load(Ordering::Relaxed);
         }
         *grown.arena_used.get_mut() = used;
-        let mut inserts = Inserts::default();
-        for line in self.lines.iter() {
-            for slot in &line.0 {
-                let hi = slot.key[1].load(Ordering::Relaxed);
-                if hi != 0 && hi != CLAIMED {
-                    let key = (hi as u128) << 64 | slot.key[0].load(Ordering::Relaxed) as u128;
-                    let value = Cached::from_words([slot.value[0].load(Ordering::Relaxed), slot.value[1].load(Ordering::Relaxed)]);
-                    grown.insert(key, crate::packed_table::hash(key), value, &mut inserts);
-                }
+        // The slots moved a batch at a time, each batch's lines asked for first, so that
+        // their cache misses overlap.
+        const BATCH: usize = 32;
+        let mut batch = [(0u128, 0u64, [0u64; 2]); BATCH];
+        let mut filled = 0;
+        for slot in self.lines.iter().flat_map(|line| &line.0) {
+            let hi = slot.key[1].load(Ordering::Relaxed);
+            if hi == 0 {
+                continue;
+            }
+            let key = (hi as u128) << 64 | slot.key[0].load(Ordering::Relaxed) as u128;
+            let hash = crate::packed_table::hash(key);
+            grown.prefetch(hash);
+            batch[filled] = (key, hash, [slot.value[0].load(Ordering::Relaxed), slot.value[1].load(Ordering::Relaxed)]);
+            filled += 1;
+            if filled == BATCH {
+                grown.put_all_owned(&batch);
+                filled = 0;
             }
         }
-        inserts.report(&grown.len);
+        grown.put_all_owned(&batch[..filled]);
         *self = grown;
+    }
+
+    /// Puts each (key, hash, value) in the first empty slot of its probe (the cache is not
+    /// shared while it is borrowed mutably: no compare-exchange; the keys are missing).
+    fn put_all_owned(&mut self, entries: &[(u128, u64, [u64; 2])]) {
+        for &(key, hash, value) in entries {
+            let mut i = hash as usize & self.mask & !1;
+            loop {
+                let slot = &mut self.lines[i >> 1].0[i & 1];
+                if *slot.key[1].get_mut() == 0 {
+                    *slot.key[0].get_mut() = key as u64;
+                    *slot.key[1].get_mut() = (key >> 64) as u64;
+                    *slot.value[0].get_mut() = value[0];
+                    *slot.value[1].get_mut() = value[1];
+                    break;
+                }
+                i = (i + 1) & self.mask;
+            }
+        }
+        *self.len.get_mut() += entries.len();
     }
 
     /// Arena room in use (for growing it).
