@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, TryLockError};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rayon::prelude::*;
@@ -155,6 +155,8 @@ struct Cache<'e, 's> {
     /// Always Some, except while `make_room` swaps the lock for a bigger cache.
     shared: Option<RwLockReadGuard<'e, PreTokenCache>>,
     encoder: &'e Encoder,
+    /// Pre-tokens the cache was sized for, for this text's whole job.
+    wanted: usize,
     local: &'s mut Scratch,
 }
 
@@ -177,7 +179,7 @@ impl Cache<'_, '_> {
         let shared = self.shared.take().expect("a locked cache");
         self.local.inserts.report_to(&shared);
         drop(shared);
-        self.shared = Some(self.encoder.cache_with_room(0, false));
+        self.shared = Some(self.encoder.cache_with_room(self.wanted, false));
     }
 }
 
@@ -265,7 +267,7 @@ impl Encoder {
             if slot.as_ref().is_none_or(|s| s.encoder != self.id || s.long.len() > MAX_CACHE_ENTRIES) {
                 *slot = Some(Scratch::new(self.id));
             }
-            let mut cache = Cache { shared: Some(shared), encoder: self, local: slot.as_mut().expect("scratch") };
+            let mut cache = Cache { shared: Some(shared), encoder: self, wanted, local: slot.as_mut().expect("scratch") };
             let result = f(&mut cache);
             let shared = cache.shared.take().expect("a locked cache");
             cache.local.inserts.report_to(&shared);
@@ -285,26 +287,18 @@ impl Encoder {
     }
 
     /// Grows the shared cache for `wanted` pre-tokens, or when it is past half full (or its
-    /// arena is past three quarters). Growing waits for the threads encoding with it only
-    /// in the second case; otherwise it is put off while any of them is.
+    /// arena past three quarters), once the threads encoding with it have unlocked it (at
+    /// the end of their block of pre-tokens, as they want the room too, or of their text);
+    /// empties it when it holds more than `MAX_CACHE_ENTRIES`.
     fn grow_cache(&self, wanted: usize) {
-        let must = {
+        {
             let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
-            let must = cache.len() >= cache.capacity() || cache.arena_crowded();
-            if !must && wanted <= cache.capacity() {
+            let full = cache.len() >= cache.capacity() || cache.arena_crowded() || cache.len() > MAX_CACHE_ENTRIES;
+            if !full && wanted <= cache.capacity() {
                 return;
             }
-            must
-        };
-        let mut cache = if must {
-            self.cache.write().unwrap_or_else(PoisonError::into_inner)
-        } else {
-            match self.cache.try_write() {
-                Ok(cache) => cache,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
-            }
-        };
+        }
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
         if cache.len() > MAX_CACHE_ENTRIES {
             *cache = PreTokenCache::with_capacity(wanted);
             self.text_seen.store(0, Ordering::Relaxed);

@@ -277,12 +277,19 @@ impl PreTokenCache {
         self.arena[at..at + count].iter().map(|cell| cell.load(Ordering::Relaxed))
     }
 
-    /// Room for `n` pre-tokens without growing, and an arena of at least `arena` ids.
+    /// Room for `n` pre-tokens without growing, and an arena of at least `arena` ids; what it
+    /// held is kept unless it is little next to the new room.
     pub fn reserve(&mut self, n: usize, arena: usize) {
         if n <= self.capacity() && arena <= self.arena.len() {
             return;
         }
         let mut grown = PreTokenCache::with_capacity(n.max(self.capacity()));
+        if self.len() * 16 < grown.capacity() {
+            // Too few to be worth touching every page of the new table now, on one thread
+            // while the others wait: they are merged again when met.
+            *self = grown;
+            return;
+        }
         let has_vocabulary = self.has_vocabulary();
         *grown.has_vocabulary.get_mut() = has_vocabulary;
         *grown.vocabulary_taken.get_mut() = has_vocabulary;
