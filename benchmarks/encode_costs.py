@@ -7,9 +7,10 @@ more work than one: the diagnostics behind the encoding notes in RESULTS.md.
         wall ms, minor page faults, user and system CPU seconds of the call alone
     python3 benchmarks/encode_costs.py overlap [CORPUS] [--threads N]
         distinct pre-tokens of the corpus, and summed over N threads that take its 2 MiB
-        chunks in turn: each thread's cache meets its own first time of a pre-token, so the
-        ratio is how much more first-time work (vocabulary lookups and merges) N threads do
-        (--contiguous: each thread takes a contiguous 1/N of the chunks instead)
+        chunks in turn: the ratio is how much more first-time work (vocabulary lookups and
+        merges) N threads would do if each had a cache of its own, as they did before the
+        encoder's cache was shared (--contiguous: each thread takes a contiguous 1/N of the
+        chunks instead)
 
 Run `faults` with PYTHONPATH=DIR to measure another copy of the package (see
 alternate_python.sh). CORPUS defaults to enwiki_extract.txt in $PYBPE_DATA/corpora.
