@@ -163,3 +163,26 @@ def test_decode_of_ids_out_of_range(gpt2):
         gpt2.decode([-1])
     with pytest.raises(pybpe.ConfigError):
         gpt2.decode(np.array([70000], dtype=np.uint32))
+
+
+def test_python_threads_encoding_with_one_tokenizer_at_once_get_tiktokens_ids(data, reference):
+    # A fresh tokenizer, so that its cache (one for every thread that encodes with it) grows
+    # while the calls share it; texts of several scripts, parallel and not, str and numpy.
+    from concurrent.futures import ThreadPoolExecutor
+
+    tok = pybpe.Tokenizer.from_gpt2(data / "cs336/gpt2_vocab.json", data / "cs336/gpt2_merges.txt", [EOT])
+    alice = (data / "corpora/alice_multilingual_40lang.txt").read_text(encoding="utf-8")
+    stories = (data / "corpora/tinystories_pool_valid.txt").read_text(encoding="utf-8")
+    texts = [alice[i * 400_000:(i + 1) * 400_000] for i in range(6)] + [stories[:300_000], stories[300_000:]]
+    expected = [reference.encode(t, allowed_special="all") for t in texts]
+
+    def encode(i):
+        text = texts[i % len(texts)]
+        if i % 2:
+            return list(tok.encode_to_numpy(text, allowed_special="all", threads=2))
+        return tok.encode(text, allowed_special="all", threads=1)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(encode, range(3 * len(texts))))
+    for i, ids in enumerate(got):
+        assert ids == expected[i % len(texts)], f"text {i % len(texts)}"
