@@ -53,8 +53,9 @@ impl<T> ZeroedBuffer<T> {
     pub(crate) unsafe fn new(len: usize) -> ZeroedBuffer<T> {
         let len = len.max(1);
         let layout = std::alloc::Layout::array::<T>(len).expect("a buffer size");
+        // A mapping starts on a page, which any alignment up to a page's meets.
         #[cfg(target_os = "linux")]
-        {
+        if layout.align() <= 4096 {
             const HUGE_PAGE: usize = 2 << 20;
             let extra = if layout.size() >= HUGE_PAGE { HUGE_PAGE } else { 0 };
             let bytes = layout.size() + extra;
@@ -62,7 +63,7 @@ impl<T> ZeroedBuffer<T> {
             let start = unsafe {
                 libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
             };
-            if start != libc::MAP_FAILED && layout.align() <= 4096 {
+            if start != libc::MAP_FAILED {
                 let start = start as *mut u8;
                 let items = if extra > 0 { (start as usize).next_multiple_of(HUGE_PAGE) as *mut u8 } else { start };
                 advise(items, layout.size());
