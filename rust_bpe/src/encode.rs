@@ -399,9 +399,8 @@ impl Encoder {
     }
 
     /// Encodes a prepared block of pre-tokens: each is looked up in the cache, whose slot
-    /// is asked into L1 `AHEAD` lookups before. The loop over hits with their ids in the
-    /// slot is kept small; anything else (a miss, a special token, a long pre-token, ids in
-    /// the arena) goes through `encode_other`.
+    /// is asked into L1 `AHEAD` lookups before. The loop over hits is kept small; anything
+    /// else (a miss, a special token, a long pre-token) goes through `encode_other`.
     #[inline(never)]
     fn encode_block<T: TokenId>(&self, bytes: &[u8], block: &Block, cache: &mut Cache, out: &mut Vec<T>) {
         let n = block.n;
@@ -414,7 +413,7 @@ impl Encoder {
             // Room for three ids of each pre-token left, written whole and kept as many as
             // there are.
             out.reserve(3 * (n - i));
-            let (table, dst) = (cache.short(), out.as_mut_ptr());
+            let (table, dst, capacity) = (cache.short(), out.as_mut_ptr(), out.capacity());
             let mut len = out.len();
             while i < n {
                 if let Some(&(_, h)) = keys.get(i + AHEAD) {
@@ -424,14 +423,25 @@ impl Encoder {
                 if key == 0 {
                     break; // a special token or a long pre-token
                 }
-                let Some(cached) = table.get(key, h).filter(|c| c.count & IN_ARENA == 0) else { break };
-                // SAFETY: `reserve` above left room for three ids per pre-token of the block.
-                unsafe {
-                    dst.add(len).write(T::from_id(cached.ids[0]));
-                    dst.add(len + 1).write(T::from_id(cached.ids[1]));
-                    dst.add(len + 2).write(T::from_id(cached.ids[2]));
+                let Some(cached) = table.get(key, h) else { break };
+                if cached.count & IN_ARENA == 0 {
+                    // SAFETY: there is room for three ids for each pre-token left (`reserve`
+                    // above, and the check below for ids from the arena).
+                    unsafe {
+                        dst.add(len).write(T::from_id(cached.ids[0]));
+                        dst.add(len + 1).write(T::from_id(cached.ids[1]));
+                        dst.add(len + 2).write(T::from_id(cached.ids[2]));
+                    }
+                    len += cached.count as usize;
+                } else {
+                    let count = (cached.count & !IN_ARENA) as usize;
+                    if len + count + 3 * (n - i - 1) > capacity {
+                        break;
+                    }
+                    // SAFETY: checked just above.
+                    unsafe { write_arena_ids(table, &cached, dst.add(len)) };
+                    len += count;
                 }
-                len += cached.count as usize;
                 i += 1;
             }
             // SAFETY: the ids up to `len` were written.
@@ -443,7 +453,7 @@ impl Encoder {
         }
     }
 
-    /// Pre-token `i` of the block when it is not a hit with its ids in the cache slot.
+    /// Pre-token `i` of the block when the loop over hits did not take it.
     #[inline(never)]
     fn encode_other<T: TokenId>(&self, bytes: &[u8], block: &Block, i: usize, cache: &mut Cache, out: &mut Vec<T>) {
         let (key, h) = block.keys[i];
@@ -990,6 +1000,15 @@ impl<T: TokenId> Parts<T> {
     }
 }
 
+/// Writes the ids of a cached pre-token whose ids are in the arena to `dst`, which must
+/// have room for them (apart from the loop over hits, to keep that loop small).
+#[inline(never)]
+unsafe fn write_arena_ids<T: TokenId>(cache: &PreTokenCache, cached: &Cached, dst: *mut T) {
+    for (k, id) in cache.arena_ids(cached).enumerate() {
+        dst.add(k).write(T::from_id(id));
+    }
+}
+
 /// Appends the ids of a cached pre-token.
 #[inline(always)]
 fn push_cached<T: TokenId>(cached: &Cached, cache: &PreTokenCache, out: &mut Vec<T>) {
@@ -1158,6 +1177,23 @@ mod tests {
             }
         });
         out
+    }
+
+    #[test]
+    fn ids_from_the_arena_fit_an_output_with_little_room() {
+        let enc = trained();
+        // Words of four to fifteen letters, most with more than three ids (in the arena),
+        // each met many times.
+        let words: Vec<String> = (4..16).map(|n| " ".to_string() + &"zqxj".repeat(4)[..n]).collect();
+        let text: String = (0..3000).map(|i| words[(i * 7) % words.len()].as_str()).collect();
+        let expected = uncached(&enc, &text);
+        assert!(expected.len() > 4 * 3000);
+        enc.encode_ordinary_into(&text, &mut Vec::<u32>::new()); // every word now in the cache
+        for room in [0, 1, 100, 3 * 256, expected.len()] {
+            let mut out: Vec<u32> = Vec::with_capacity(room);
+            enc.encode_ordinary_into(&text, &mut out);
+            assert_eq!(out, expected, "room {room}");
+        }
     }
 
     #[test]
