@@ -530,13 +530,17 @@ impl Encoder {
             keys[j] = u32::MAX;
             let k = next[j] as usize;
             next[i] = k as u8;
+            let p = prev[i];
+            // Both lookups' lines asked for before either is probed (parts past the end
+            // and before the start are 0: a harmless address).
+            self.pair_ranks.prefetch(merged, parts[k.min(N - 1)]);
+            self.pair_ranks.prefetch(parts[(p as usize).min(N - 1)], merged);
             keys[i] = if k < n {
                 prev[k] = i as u8;
                 key(self.pair_ranks.get(merged, parts[k]), i)
             } else {
                 u32::MAX
             };
-            let p = prev[i];
             if p != u8::MAX {
                 keys[p as usize] = key(self.pair_ranks.get(parts[p as usize], merged), p as usize);
             }
@@ -945,11 +949,13 @@ fn check_banned(text: &[u8], banned: Option<&AhoCorasick>) -> Result<(), BpeErro
     }
 }
 
-/// Room for the ids of up to `text_len` bytes of UTF-8: one id per two bytes, more than
-/// natural text needs (English takes over 4 bytes a GPT-2 token, 40 languages together 1.5),
-/// so that the buffer is not copied as it grows; memory never written is never touched.
+/// Room for the ids of up to `text_len` bytes of UTF-8, so that the buffer does not grow
+/// (memory never written is never touched): one id per byte, as ids never outnumber bytes
+/// (40 languages together take 1.5 bytes a GPT-2 token), but for a text of hundreds of
+/// megabytes no more than 64 Mi ids past one per two bytes (English takes over 4 bytes a
+/// token), so that the room asked for stays well within the system's memory.
 fn ids_buffer<T>(text_len: usize) -> Vec<T> {
-    crate::huge_pages::vec_with_capacity(text_len / 2 + 16)
+    crate::huge_pages::vec_with_capacity(text_len.min(text_len / 2 + (64 << 20)) + 1024)
 }
 
 /// The ids of a text encoded in chunks, left in the buffers of the threads that encoded

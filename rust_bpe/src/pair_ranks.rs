@@ -88,6 +88,21 @@ impl PairRanks {
             PairRanks::Map(map) => map.get(&(((a as u64) << 32) | b as u64)).copied().unwrap_or(u32::MAX),
         }
     }
+
+    /// Asks for the filter word and the bucket that `get(a, b)` reads.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, a: u32, b: u32) {
+        #[cfg(target_arch = "x86_64")]
+        if let PairRanks::Packed { buckets, shift, filter } = self {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let key = packed_key(a, b);
+            // SAFETY: prefetching is a hint; both addresses are in live tables.
+            unsafe {
+                _mm_prefetch(filter.as_ptr().add(filter_bit(key) / 64) as *const i8, _MM_HINT_T0);
+                _mm_prefetch(buckets.as_ptr().add(bucket_of(key, *shift)) as *const i8, _MM_HINT_T0);
+            }
+        }
+    }
 }
 
 const FILTER_BITS: usize = 1 << 20;
