@@ -949,13 +949,16 @@ fn check_banned(text: &[u8], banned: Option<&AhoCorasick>) -> Result<(), BpeErro
     }
 }
 
-/// Room for the ids of up to `text_len` bytes of UTF-8, so that the buffer does not grow
-/// (memory never written is never touched): one id per byte, as ids never outnumber bytes
-/// (40 languages together take 1.5 bytes a GPT-2 token), but for a text of hundreds of
-/// megabytes no more than 64 Mi ids past one per two bytes (English takes over 4 bytes a
-/// token), so that the room asked for stays well within the system's memory.
+/// Room for the ids of up to `text_len` bytes of UTF-8. A large text gets room for one id
+/// per byte (ids never outnumber bytes; 40 languages together take 1.5 bytes a GPT-2 token),
+/// so that its buffer does not grow, and memory it never writes is never touched; but no
+/// more than 64 Mi ids past one per two bytes (English takes over 4 bytes a token), so that
+/// the room asked for stays well within the system's memory. A small text gets one id per
+/// two bytes: growing costs little there, and the room is held as long as its ids are.
 fn ids_buffer<T>(text_len: usize) -> Vec<T> {
-    crate::huge_pages::vec_with_capacity(text_len.min(text_len / 2 + (64 << 20)) + 1024)
+    const LARGE: usize = 1 << 20;
+    let room = if text_len < LARGE { text_len / 2 } else { text_len.min(text_len / 2 + (64 << 20)) };
+    crate::huge_pages::vec_with_capacity(room + 16)
 }
 
 /// The ids of a text encoded in chunks, left in the buffers of the threads that encoded
