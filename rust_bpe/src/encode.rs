@@ -55,6 +55,14 @@ pub struct Encoder {
     /// Pre-tokens of up to 15 bytes met so far, for every thread: read and added to under
     /// the read lock, grown under the write lock.
     cache: RwLock<PreTokenCache>,
+    /// Held by the one thread growing the cache. Another that found it full waits here and
+    /// checks again, rather than queueing for the write lock: readers can take the lock
+    /// back between blocks faster than a queued writer wakes, so a writer whose growth was
+    /// already done could wait for as long as they encode.
+    growing: Mutex<()>,
+    /// Set while a thread waits to grow the cache: the others unlock it at the end of their
+    /// block and wait for the growth before they lock it again.
+    grow_pending: AtomicBool,
     /// Bytes of text the cache was sized for so far.
     text_seen: AtomicUsize,
     id: u64,
@@ -166,11 +174,14 @@ impl Cache<'_, '_> {
         self.shared.as_deref().expect("a locked cache")
     }
 
-    /// Whether the shared cache is past half full (or its arena past three quarters).
+    /// Whether the shared cache is past half full (or its arena past three quarters), or
+    /// another thread waits to grow it.
     #[inline(always)]
     fn wants_room(&self) -> bool {
         let short = self.short();
-        short.len() + self.local.inserts.unreported() >= short.capacity() || short.arena_crowded()
+        short.len() + self.local.inserts.unreported() >= short.capacity()
+            || short.arena_crowded()
+            || self.encoder.grow_pending.load(Ordering::Relaxed)
     }
 
     /// Unlocks the cache, grows it (waiting for the other threads to unlock it) and locks
@@ -240,6 +251,8 @@ impl Encoder {
             short_tokens,
             long_tokens,
             cache: RwLock::new(PreTokenCache::with_capacity(0)),
+            growing: Mutex::new(()),
+            grow_pending: AtomicBool::new(false),
             text_seen: AtomicUsize::new(0),
             id: NEXT_ENCODER_ID.fetch_add(1, Ordering::Relaxed),
         }
@@ -291,14 +304,24 @@ impl Encoder {
     /// the end of their block of pre-tokens, as they want the room too, or of their text);
     /// empties it when it holds more than `MAX_CACHE_ENTRIES`.
     fn grow_cache(&self, wanted: usize) {
-        {
+        let needs_room = || {
             let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
             let full = cache.len() >= cache.capacity() || cache.arena_crowded() || cache.len() > MAX_CACHE_ENTRIES;
-            if !full && wanted <= cache.capacity() {
-                return;
+            full || wanted > cache.capacity()
+        };
+        if !needs_room() {
+            if self.grow_pending.load(Ordering::Acquire) {
+                drop(self.growing.lock().unwrap_or_else(PoisonError::into_inner));
             }
+            return;
         }
+        let _growing = self.growing.lock().unwrap_or_else(PoisonError::into_inner);
+        if !needs_room() {
+            return;
+        }
+        self.grow_pending.store(true, Ordering::Release);
         let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        self.grow_pending.store(false, Ordering::Release);
         if cache.len() > MAX_CACHE_ENTRIES {
             *cache = PreTokenCache::with_capacity(wanted);
             self.text_seen.store(0, Ordering::Relaxed);
@@ -1226,6 +1249,52 @@ mod tests {
         // Encoded again, from the cache.
         assert_eq!(enc.encode_ordinary(&text, Some(&pool)), expected);
         assert_eq!(enc.encode_ordinary(&text, None), expected);
+    }
+
+    #[test]
+    fn a_thread_that_waited_for_another_to_grow_the_cache_does_not_lock_it_again() {
+        let enc = std::sync::Arc::new(trained());
+        let capacity = enc.cache.read().unwrap().capacity();
+        // Another thread is growing the cache when this one finds it too small.
+        let growing = enc.growing.lock().unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn({
+            let enc = enc.clone();
+            move || {
+                enc.grow_cache(4 * capacity);
+                done.send(()).unwrap();
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        enc.cache.write().unwrap().reserve(4 * capacity, 0);
+        drop(growing);
+        // The grower encodes on, holding the read lock: the waiter must see the room made
+        // and go on, not queue for the write lock behind it.
+        let reading = enc.cache.read().unwrap();
+        finished.recv_timeout(std::time::Duration::from_secs(10)).expect("the waiting thread went on");
+        drop(reading);
+        waiter.join().unwrap();
+        assert!(!enc.grow_pending.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn threads_holding_the_cache_are_asked_to_unlock_it_for_a_grower() {
+        let enc = std::sync::Arc::new(trained());
+        let capacity = enc.cache.read().unwrap().capacity();
+        let reading = enc.cache.read().unwrap();
+        let grower = std::thread::spawn({
+            let enc = enc.clone();
+            move || enc.grow_cache(4 * capacity)
+        });
+        let asked = std::time::Instant::now();
+        while !enc.grow_pending.load(Ordering::Relaxed) {
+            assert!(asked.elapsed().as_secs() < 10, "the grower never asked for the lock");
+            std::thread::yield_now();
+        }
+        drop(reading);
+        grower.join().unwrap();
+        assert!(!enc.grow_pending.load(Ordering::Relaxed));
+        assert!(enc.cache.read().unwrap().capacity() >= 4 * capacity);
     }
 
     #[test]
