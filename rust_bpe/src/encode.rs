@@ -843,7 +843,7 @@ impl Encoder {
                 continue;
             }
             check_banned(&utf8[..cut], banned)?;
-            // SAFETY: UTF-8 made from code points, cut before an ASCII character.
+            // SAFETY: UTF-8 made from code points, cut at a character boundary (a space, or after a newline).
             let window = unsafe { std::str::from_utf8_unchecked(&utf8[..cut]) };
             self.encode_with_specials_into(window, specials, ids, job_len, out);
             utf8.drain(..cut);

@@ -95,19 +95,45 @@ impl Pattern {
         }
     }
 
-    /// Where a chunk of text may be cut so that splitting the two halves apart gives the
-    /// same pre-tokens as splitting the whole: after a newline that sits between two
-    /// non-space ASCII characters, or before a space that sits between two ASCII letters.
-    /// Custom patterns have no such places (they are cut only at special tokens).
-    /// It reads only ASCII, so `text` may be UTF-8 bytes or code points (`CodeUnit`s).
-    pub fn is_safe_cut<U: Copy + Into<u32>>(&self, text: &[U], at: usize) -> bool {
-        if !self.is_builtin() || at < 2 || at + 1 >= text.len() {
+    /// Where UTF-8 text may be cut so that splitting the two halves apart gives the same
+    /// pre-tokens as splitting the whole: before a space that follows a character other
+    /// than whitespace, or after a newline between two such characters. Under both built-in
+    /// patterns no pre-token runs from such a character on into the space or past the
+    /// newline (GPT-4's punctuation takes the newline along, and ends there), and nothing
+    /// there looks ahead. Custom patterns have no such places (they are cut only at special
+    /// tokens).
+    pub fn is_safe_cut(&self, text: &[u8], at: usize) -> bool {
+        let space_ending_at = |end: usize| {
+            // The character's first byte: UTF-8 continuation bytes are 0b10xx_xxxx.
+            let start = (end.saturating_sub(4)..end).rev().find(|&i| text[i] & 0xC0 != 0x80).unwrap_or(0);
+            class_at(text, start).0 == Class::Space
+        };
+        self.is_safe_cut_with(text.len(), at, |i| text[i] as u32, space_ending_at, |i| class_at(text, i).0 == Class::Space)
+    }
+
+    /// `is_safe_cut` in text given as code points.
+    pub fn is_safe_cut_chars<U: CodeUnit>(&self, chars: &[U], at: usize) -> bool {
+        let space_at = |i: usize| code_point_class(chars[i].into()) == Class::Space;
+        self.is_safe_cut_with(chars.len(), at, |i| chars[i].into(), |end| space_at(end - 1), space_at)
+    }
+
+    /// `is_safe_cut` given the text's `len` units, the unit at an index, and whether the
+    /// character that ends before an index, and the one that starts there, is whitespace.
+    fn is_safe_cut_with(
+        &self,
+        len: usize,
+        at: usize,
+        unit: impl Fn(usize) -> u32,
+        space_ending_at: impl Fn(usize) -> bool,
+        space_starting_at: impl Fn(usize) -> bool,
+    ) -> bool {
+        if !self.is_builtin() || at == 0 || at >= len {
             return false;
         }
-        let ascii = |i: usize| u8::try_from(text[i].into()).ok().filter(u8::is_ascii).unwrap_or(0);
-        let (before, here, after) = (ascii(at - 1), ascii(at), ascii(at + 1));
-        (before == b'\n' && ascii(at - 2).is_ascii_graphic() && here.is_ascii_graphic())
-            || (here == b' ' && before.is_ascii_alphabetic() && after.is_ascii_alphabetic())
+        if unit(at) == b' ' as u32 {
+            return !space_ending_at(at);
+        }
+        at >= 2 && unit(at - 1) == b'\n' as u32 && !space_ending_at(at - 1) && !space_starting_at(at)
     }
 }
 
@@ -240,6 +266,25 @@ pub fn unicode_classes() -> &'static [u8] {
     })
 }
 
+/// The class of a code point (a lone surrogate is `Other`).
+fn code_point_class(cp: u32) -> Class {
+    if cp < 0x80 {
+        ASCII_CLASS[cp as usize]
+    } else {
+        non_ascii_class(cp)
+    }
+}
+
+#[inline(always)]
+fn non_ascii_class(cp: u32) -> Class {
+    match unicode_classes().get(cp as usize) {
+        Some(0) => Class::Letter,
+        Some(1) => Class::Number,
+        Some(2) => Class::Space,
+        _ => Class::Other,
+    }
+}
+
 /// The class of the character starting at `at`, and its length in bytes.
 #[inline(always)]
 fn class_at(bytes: &[u8], at: usize) -> (Class, usize) {
@@ -248,14 +293,7 @@ fn class_at(bytes: &[u8], at: usize) -> (Class, usize) {
         return (ASCII_CLASS[b as usize], 1);
     }
     let (cp, len) = decode_utf8(bytes, at);
-    // SAFETY of the transmute-free path: the table only holds valid Class discriminants.
-    let class = match unicode_classes()[cp as usize] {
-        0 => Class::Letter,
-        1 => Class::Number,
-        2 => Class::Space,
-        _ => Class::Other,
-    };
-    (class, len)
+    (non_ascii_class(cp), len)
 }
 
 /// Decodes the (valid) UTF-8 character of two or more bytes starting at `at`.
@@ -595,7 +633,7 @@ pub fn cut_points_chars<U: CodeUnit>(chars: &[U], target: usize, pattern: &Patte
     let mut cuts = vec![0];
     while *cuts.last().unwrap() < chars.len() {
         let from = cuts.last().unwrap() + target;
-        cuts.push(next_cut(chars.len(), from, |at| pattern.is_safe_cut(chars, at) && !specials.crosses_chars(chars, at)));
+        cuts.push(next_cut(chars.len(), from, |at| pattern.is_safe_cut_chars(chars, at) && !specials.crosses_chars(chars, at)));
     }
     cuts
 }
@@ -674,26 +712,52 @@ mod tests {
 
     #[test]
     fn safe_cuts_hold_on_random_text() {
-        let alphabet = ["a", "B", " ", "\n", "\t", "!", "1", "'", "s", "\r", "\u{3000}", "é"];
+        // ASCII and non-ASCII letters, numbers, marks, punctuation and whitespace (U+0085,
+        // U+00A0, U+2028 and U+3000 are `\s`; U+001C is not).
+        let alphabet = [
+            "a", "B", " ", "\n", "\t", "!", "1", "'", "s", "\r", "\u{3000}", "\u{e9}", "\u{4e2d}", "\u{301}", "\u{a0}", "\u{85}",
+            "\u{2028}", "\u{661}", "\u{1c}", "\u{3002}", "\u{1f600}", "\u{e01}",
+        ];
+        let patterns = [Pattern::Gpt2, Pattern::Gpt4].map(|p| {
+            let regex = fancy_regex::Regex::new(p.regex()).unwrap();
+            (p, regex)
+        });
         let mut seed = 12345u64;
-        for _ in 0..3000 {
+        let mut cuts_seen = 0;
+        for _ in 0..5000 {
             let mut text = String::new();
             for _ in 0..12 {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 text.push_str(alphabet[(seed >> 33) as usize % alphabet.len()]);
             }
-            for pattern in [Pattern::Gpt2, Pattern::Gpt4] {
-                let whole = split(&pattern, &text);
-                assert_eq!(whole, regex_split(pattern.regex(), &text), "{text:?}");
-                for at in 0..text.len() {
-                    if pattern.is_safe_cut(text.as_bytes(), at) {
-                        let mut halves = split(&pattern, &text[..at]);
-                        halves.extend(split(&pattern, &text[at..]));
+            let chars: Vec<u32> = text.chars().map(|c| c as u32).collect();
+            for (pattern, regex) in &patterns {
+                let matches = |text: &str| regex.find_iter(text).map(|m| m.unwrap().as_str().to_string()).collect::<Vec<_>>();
+                let whole = split(pattern, &text);
+                assert_eq!(whole, matches(&text), "{text:?}");
+                for (i, (at, _)) in text.char_indices().enumerate() {
+                    let safe = pattern.is_safe_cut(text.as_bytes(), at);
+                    assert_eq!(pattern.is_safe_cut_chars(&chars, i), safe, "{text:?} at {at}");
+                    if safe {
+                        let mut halves = matches(&text[..at]);
+                        halves.extend(matches(&text[at..]));
                         assert_eq!(halves, whole, "{text:?} cut at {at}");
+                        cuts_seen += 1;
                     }
                 }
             }
         }
+        assert!(cuts_seen > 3_000, "{cuts_seen}");
+    }
+
+    #[test]
+    fn text_in_any_script_has_safe_cuts() {
+        let text = "\u{4e2d}\u{6587}\u{3002}\n\u{65e5}\u{672c} \u{e01}\u{e02}\u{a0} x\u{301} y";
+        let cuts: Vec<usize> = (0..text.len()).filter(|&at| Pattern::Gpt2.is_safe_cut(text.as_bytes(), at)).collect();
+        // After the newline between two CJK characters, before the space after one, and
+        // before the space after a combining mark; not before the space after U+00A0.
+        let expected = [text.find('\n').unwrap() + 1, text.find(' ').unwrap(), text.rfind(' ').unwrap()];
+        assert_eq!(cuts, expected);
     }
 
     #[test]
