@@ -768,7 +768,7 @@ impl Encoder {
             Some(target) => {
                 let pattern = self.tokenizer.pattern();
                 let safe_for = if pattern.is_builtin() { self.tokenizer.specials() } else { specials };
-                tapered_cuts(text.len(), target, |start, target| cut_points(&text.as_bytes()[start..], target, pattern, safe_for))
+                tapered_cuts(text.len(), target, threads, |start, target| cut_points(&text.as_bytes()[start..], target, pattern, safe_for))
             }
         };
         let parts = run_chunks(cuts.len() - 1, text.len(), pool, |i, out| {
@@ -798,7 +798,7 @@ impl Encoder {
         let threads = pool.map_or(1, |p| p.current_num_threads());
         let cuts = match chunk_target(chars.len(), threads) {
             None => vec![0, chars.len()],
-            Some(target) => tapered_cuts(chars.len(), target, |start, target| {
+            Some(target) => tapered_cuts(chars.len(), target, threads, |start, target| {
                 cut_points_chars(&chars[start..], target, self.tokenizer.pattern(), self.tokenizer.specials())
             }),
         };
@@ -886,16 +886,23 @@ fn chunk_target(len: usize, threads: usize) -> Option<usize> {
 }
 
 /// Cut points of a text of `len` bytes (or characters) into chunks of about `target`, and of
-/// a quarter of that in its last quarter, so that the threads run out of work at about the
-/// same time. `cut_points(start, target)`: the cut points of the text from `start` on,
-/// counted from there (from 0 to its length); a cut point of the whole text is one of the
-/// rest from there, as whether a place is a cut depends only on the text around it.
-fn tapered_cuts(len: usize, target: usize, cut_points: impl Fn(usize, usize) -> Vec<usize>) -> Vec<usize> {
-    let mut cuts = cut_points(0, target);
-    let Some(tail) = cuts.iter().position(|&cut| cut >= len - len / 4) else { return cuts };
-    let start = cuts[tail];
-    cuts.truncate(tail);
-    cuts.extend(cut_points(start, target / 4).into_iter().map(|cut| cut + start));
+/// a quarter of that in the quarter of the text around where the threads meet (see
+/// `run_chunks`: 1/`threads` of the way in), so that they run out of work at about the same
+/// time. `cut_points(start, target)`: the cut points of the text from `start` on, counted
+/// from there (from 0 to its length); a cut point of the whole text is one of the rest from
+/// there, as whether a place is a cut depends only on the text around it.
+fn tapered_cuts(len: usize, target: usize, threads: usize, cut_points: impl Fn(usize, usize) -> Vec<usize>) -> Vec<usize> {
+    let meet = len / threads.max(1);
+    let (from, to) = (meet.saturating_sub(len / 8), meet + len / 8);
+    let mut cuts = vec![0];
+    for (end, target) in [(from, target), (to, target / 4), (len, target)] {
+        let start = *cuts.last().expect("a cut");
+        if start < end {
+            let next = cut_points(start, target);
+            let last = next.iter().position(|&cut| start + cut >= end).unwrap_or(next.len() - 1);
+            cuts.extend(next[1..=last].iter().map(|cut| cut + start));
+        }
+    }
     cuts
 }
 
@@ -919,25 +926,41 @@ fn run_chunks<T: TokenId>(
         return Ok(Parts { buffers: vec![buffer], chunks });
     };
     let threads = pool.current_num_threads();
-    let next_chunk = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
+    // The chunks not taken yet, from .0 to .1: the calling thread takes them from the
+    // front, the others from the back, so that its ids are the first of the text, in
+    // order, and the others' are joined after them. None is taken from the first that
+    // failed on: every chunk before that one runs, so its error is the first in the text.
+    let untaken = Mutex::new((0, n));
+    let first_failed = AtomicUsize::new(n);
     let first_error: Mutex<Option<(usize, BpeError)>> = Mutex::new(None);
     let chunks: Vec<Mutex<(usize, usize, usize)>> = (0..n).map(|_| Mutex::new((0, 0, 0))).collect();
     let buffers: Vec<Mutex<Vec<T>>> = (0..threads).map(|_| Mutex::new(Vec::new())).collect();
     let take_chunks = |thread: usize| {
-        // Room for a quarter more than a thread's share: a faster thread takes more chunks.
-        let mut buffer = ids_buffer(text_len / threads + text_len / (4 * threads));
+        // The calling thread's buffer has room for every id (ids never outnumber bytes),
+        // for the others' to be joined to; the others have room for a quarter more than a
+        // thread's share.
+        let mut buffer = ids_buffer(if thread == 0 { text_len } else { text_len / threads + text_len / (4 * threads) });
         loop {
-            let i = next_chunk.fetch_add(1, Ordering::Relaxed);
-            if i >= n || failed.load(Ordering::Relaxed) {
-                break;
-            }
+            let i = {
+                let mut untaken = untaken.lock().expect("the chunks");
+                let (front, back) = &mut *untaken;
+                *back = (*back).min(first_failed.load(Ordering::Relaxed));
+                if *front >= *back {
+                    break;
+                }
+                if thread == 0 {
+                    *front += 1;
+                    *front - 1
+                } else {
+                    *back -= 1;
+                    *back
+                }
+            };
             let start = buffer.len();
             match encode_chunk(i, &mut buffer) {
                 Ok(()) => *chunks[i].lock().expect("a chunk") = (thread, start, buffer.len()),
                 Err(error) => {
-                    failed.store(true, Ordering::Relaxed);
-                    // Chunks are taken in order, so every chunk before `i` runs to its end.
+                    first_failed.fetch_min(i, Ordering::Relaxed);
                     let mut first = first_error.lock().expect("an error");
                     if first.as_ref().is_none_or(|&(j, _)| i < j) {
                         *first = Some((i, error));
@@ -999,34 +1022,39 @@ impl<T: TokenId> Parts<T> {
         self.chunks.len()
     }
 
-    /// The ids joined: the one buffer itself when one thread took every chunk (it took
-    /// them in order), else copied, in parallel when there is a pool.
+    /// The ids joined: after the chunks at the start of the text that one buffer holds one
+    /// after another from its start, in that buffer if it holds no other chunk and has room
+    /// for the rest (as the calling thread's has, see `run_chunks`), else in a new one; the
+    /// rest copied in parallel when there is a pool.
     pub fn join(mut self, pool: Option<&rayon::ThreadPool>) -> Vec<T> {
-        let first = self.chunks.first().map_or(0, |c| c.0);
-        if self.chunks.iter().all(|c| c.0 == first) {
-            let mut buffer = self.buffers.swap_remove(first);
-            let end = self.chunks.last().map_or(0, |c| c.2);
-            buffer.truncate(end);
-            return buffer;
-        }
         let total = self.chunks.iter().map(|&(_, start, end)| end - start).sum();
-        let mut out: Vec<T> = crate::huge_pages::vec_with_capacity(total);
-        let mut slices = Vec::with_capacity(self.chunks.len());
-        let mut rest = &mut out.spare_capacity_mut()[..total];
-        for &(buffer, start, end) in &self.chunks {
-            let (head, tail) = rest.split_at_mut(end - start);
-            slices.push((head, &self.buffers[buffer][start..end]));
-            rest = tail;
+        let home = self.chunks.first().map_or(0, |c| c.0);
+        let prefix = self.chunks.iter().scan(0, |held, &(b, start, end)| (b == home && start == *held).then(|| *held = end)).count();
+        let in_place = self.chunks[prefix..].iter().all(|c| c.0 != home) && self.buffers.get(home).is_some_and(|b| b.capacity() >= total);
+        let (mut out, rest) = if in_place {
+            let mut out = std::mem::take(&mut self.buffers[home]);
+            out.truncate(self.chunks[..prefix].last().map_or(0, |c| c.2));
+            (out, &self.chunks[prefix..])
+        } else {
+            (crate::huge_pages::vec_with_capacity(total), &self.chunks[..])
+        };
+        let done = out.len();
+        let mut room = &mut out.spare_capacity_mut()[..total - done];
+        let mut copies = Vec::with_capacity(rest.len());
+        for &(buffer, start, end) in rest {
+            let (head, tail) = room.split_at_mut(end - start);
+            copies.push((head, &self.buffers[buffer][start..end]));
+            room = tail;
         }
         let copy = |(dst, src): &mut (&mut [std::mem::MaybeUninit<T>], &[T])| {
             // SAFETY: `dst` has room for exactly `src.len()` items; T is a plain integer.
             unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr() as *mut T, src.len()) }
         };
         match pool {
-            Some(pool) => pool.install(|| slices.par_iter_mut().for_each(copy)),
-            None => slices.iter_mut().for_each(copy),
+            Some(pool) if copies.len() > 1 => pool.install(|| copies.par_iter_mut().for_each(copy)),
+            _ => copies.iter_mut().for_each(copy),
         }
-        // SAFETY: the copies above wrote all `total` items.
+        // SAFETY: the copies above wrote the `total - done` items after the first `done`.
         unsafe { out.set_len(total) };
         out
     }
@@ -1298,7 +1326,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_quarter_is_cut_into_smaller_chunks() {
+    fn chunks_are_smaller_where_the_threads_meet() {
         // Every 10th place is a cut (counted in the whole text).
         let every_tenth = |start: usize, target: usize| {
             let mut cuts = vec![0];
@@ -1308,9 +1336,14 @@ mod tests {
             }
             cuts
         };
-        let cuts = tapered_cuts(1000, 100, every_tenth);
-        let sizes: Vec<usize> = cuts.windows(2).map(|w| w[1] - w[0]).collect();
-        assert_eq!(sizes, [[100; 8].as_slice(), &[30, 30, 30, 30, 30, 30, 20]].concat());
+        let sizes = |threads| {
+            let cuts = tapered_cuts(1000, 100, threads, every_tenth);
+            cuts.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>()
+        };
+        // Two threads meet halfway: chunks of a quarter from 375 on to 625.
+        assert_eq!(sizes(2), [[100; 4].as_slice(), &[30; 8], &[100, 100, 100, 60]].concat());
+        // Four meet a quarter of the way in: from 125 to 375.
+        assert_eq!(sizes(4), [[100; 2].as_slice(), &[30; 6], &[100; 6], &[20]].concat());
     }
 
     #[test]
@@ -1323,6 +1356,34 @@ mod tests {
         // One thread took every chunk; the other's buffer is empty.
         let one = Parts { buffers: vec![vec![], vec![7u16, 8, 9]], chunks: vec![(1, 0, 1), (1, 1, 3)] };
         assert_eq!(one.join(Some(&pool)), [7, 8, 9]);
+        // The first chunks in one buffer with room for all: the rest are joined after them,
+        // in that buffer.
+        let mut home = Vec::with_capacity(8);
+        home.extend([1u32, 2, 3]);
+        let at = home.as_ptr();
+        let ends = Parts { buffers: vec![home, vec![6, 7, 8, 4, 5]], chunks: vec![(0, 0, 2), (0, 2, 3), (1, 3, 5), (1, 0, 3)] };
+        let joined = ends.join(Some(&pool));
+        assert_eq!(joined, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(joined.as_ptr(), at);
+    }
+
+    #[test]
+    fn the_first_error_in_the_text_is_the_one_reported() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        // The thread that takes chunks from the back meets chunk 9's error first; chunk 3's,
+        // earlier in the text, is still found and reported.
+        let result = run_chunks::<u32>(10, 1000, Some(&pool), |i, out| {
+            if i < 3 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            match i {
+                3 | 9 => Err(BpeError::InvalidArgument(format!("chunk {i}"))),
+                _ => Ok(out.push(i as u32)),
+            }
+        });
+        assert!(matches!(result, Err(BpeError::InvalidArgument(ref m)) if m == "chunk 3"), "{result:?}");
+        let parts = run_chunks::<u32>(10, 1000, Some(&pool), |i, out| Ok(out.push(i as u32))).unwrap();
+        assert_eq!(parts.join(Some(&pool)), (0..10).collect::<Vec<_>>());
     }
 
     /// Encodes `text` given as code points of width U, joined.
