@@ -1368,6 +1368,38 @@ mod tests {
     }
 
     #[test]
+    fn parts_join_whatever_buffers_hold_them() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let mut seed = 99u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for round in 0..300 {
+            // Chunks of ids counting up, each appended to one of three buffers, some of them
+            // with room for every id and some not; half the rounds take the chunks from
+            // both ends, as `run_chunks` does.
+            let n = 1 + next(12) as usize;
+            let sizes: Vec<usize> = (0..n).map(|_| next(40) as usize).collect();
+            let total: usize = sizes.iter().sum();
+            let mut buffers: Vec<Vec<u32>> = (0..3).map(|_| Vec::with_capacity(if next(2) == 0 { total } else { 1 })).collect();
+            let mut chunks = vec![(0, 0, 0); n];
+            let (mut front, mut back) = (0, n);
+            let starts: Vec<u32> = sizes.iter().scan(0, |at, &size| Some(std::mem::replace(at, *at + size as u32))).collect();
+            while front < back {
+                let b = next(3) as usize;
+                let i = if round % 2 == 0 || b == 0 { front += 1; front - 1 } else { back -= 1; back };
+                let start = buffers[b].len();
+                buffers[b].extend(starts[i]..starts[i] + sizes[i] as u32);
+                chunks[i] = (b, start, buffers[b].len());
+            }
+            let parts = Parts { buffers, chunks };
+            let joined = if round % 4 < 2 { parts.join(None) } else { parts.join(Some(&pool)) };
+            assert_eq!(joined, (0..total as u32).collect::<Vec<_>>(), "sizes {sizes:?}");
+        }
+    }
+
+    #[test]
     fn the_first_error_in_the_text_is_the_one_reported() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         // The thread that takes chunks from the back meets chunk 9's error first; chunk 3's,
