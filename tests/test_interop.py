@@ -134,7 +134,8 @@ def test_trained_tokenizer_ranks_are_its_ids(gpt4_trained):
         id: token for id, token in gpt4_trained.vocab.items() if id not in gpt4_trained.special_tokens.values()}
 
 
-@pytest.mark.parametrize("name", SMALL_CORPORA)
+# webtext_pool has code: runs of whitespace with newlines inside, before text.
+@pytest.mark.parametrize("name", SMALL_CORPORA + ["webtext_pool.txt", "nltk_web_news_speeches.txt"])
 def test_gpt4_pattern_tokenizer_encodes_like_its_tiktoken_encoding(gpt4_trained, data, name):
     text = read_corpus(data, name)
     enc = gpt4_trained.to_tiktoken()

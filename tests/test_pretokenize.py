@@ -43,6 +43,20 @@ def test_gpt4_splits_like_the_regex_module(text):
     assert pretokenize(text, "gpt4") == regex.findall(GPT4_PATTERN, text)
 
 
+# Long texts, mostly ASCII, which the built-in patterns split 64 bytes at a time.
+ASCII_PIECES = ["word", " word", "The", "  ", "\n", "\n\n", "\r\n", "\t", " \n", "\t\n", "\r", ".", ",", "...",
+                "'s", "'LL", "'Ve", "'d", "123", "12345", "\x0b", "\x0c", "\x1c", "x\n    y", "!\n", " (", ")\n\n  "]
+long_texts = st.lists(st.sampled_from(ASCII_PIECES * 4 + PIECES), min_size=30, max_size=150).map("".join).map(established)
+
+
+@given(long_texts)
+@settings(max_examples=1000, deadline=None)
+@example("x" * 61 + "'LL've \n   \n  y" + "1234567 " * 10)
+def test_long_texts_split_like_the_regex_module(text):
+    assert pretokenize(text, "gpt2") == regex.findall(GPT2_PATTERN, text)
+    assert pretokenize(text, "gpt4") == regex.findall(GPT4_PATTERN, text)
+
+
 @given(texts)
 @settings(max_examples=300, deadline=None)
 def test_custom_pattern_splits_like_the_regex_module(text):

@@ -1,23 +1,17 @@
-//! GPT-2 pre-token boundaries found 64 bytes at a time where the text is ASCII.
+//! Pre-token boundaries of the built-in patterns found 64 bytes at a time where the
+//! text is ASCII.
 //!
-//! The character classes of a block become bit masks (bit i for byte i), and the rules of
-//! `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+` become shifts
-//! and ands of them. A pre-token starts at byte i (of ASCII text) exactly when:
-//! - bytes i-1 and i are both non-space and of different classes (letter, digit, other),
-//!   except inside a contraction such as `'ll`;
-//! - byte i-1 is whitespace other than ' ' and byte i is not whitespace (a ' ' joins the
-//!   pre-token after it);
-//! - byte i is whitespace and byte i-1 is not;
-//! - bytes i-1 and i are whitespace and byte i+1 is not (`\s+(?!\S)` leaves the last
-//!   whitespace character of a run to the next pre-token);
-//! - a contraction that starts a pre-token ends at i.
+//! The character classes of a block become bit masks (bit i for byte i), and each
+//! pattern's rules become shifts and ands of them (`gpt2_starts`, `gpt4_starts`).
 //!
 //! A block starts where a pre-token starts. Only the boundaries that the bytes of the
 //! block decide are taken: none at its last byte (that needs the byte after it) and none
-//! from the byte before its first non-ASCII byte on; the scalar state machine in
+//! from the byte before its first non-ASCII byte on; the pattern's scalar state machine in
 //! `pretokenize` goes on from there.
 
-use crate::pretokenize::gpt2_token_end;
+use std::marker::PhantomData;
+
+use crate::pretokenize::{gpt2_token_end, gpt4_token_end};
 
 /// One bit per byte of a 64-byte block.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -28,9 +22,12 @@ pub(crate) struct Masks {
     space: u64,
     /// ' ' alone.
     blank: u64,
+    /// '\r' and '\n'.
+    newline: u64,
     high: u64,
     apostrophe: u64,
-    /// The letters that follow an apostrophe in a contraction: s d m t, l, v or r, e.
+    /// The letters that follow an apostrophe in a contraction: s d m t, l, v or r, e (in
+    /// either case where the pattern ignores case).
     sdmt: u64,
     l: u64,
     v_or_r: u64,
@@ -39,7 +36,7 @@ pub(crate) struct Masks {
 
 /// The masks byte by byte (any architecture; the reference for the vector versions).
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-pub(crate) fn masks_portable(block: &[u8; 64]) -> Masks {
+pub(crate) fn masks_portable(block: &[u8; 64], fold_case: bool) -> Masks {
     let mut m = Masks::default();
     for (i, &b) in block.iter().enumerate() {
         let bit = 1u64 << i;
@@ -48,25 +45,27 @@ pub(crate) fn masks_portable(block: &[u8; 64]) -> Masks {
                 *mask |= bit
             }
         };
+        let folded = if fold_case { b.to_ascii_lowercase() } else { b };
         set(&mut m.letter, b.is_ascii_alphabetic());
         set(&mut m.digit, b.is_ascii_digit());
         set(&mut m.space, matches!(b, b' ' | b'\t'..=b'\r'));
         set(&mut m.blank, b == b' ');
+        set(&mut m.newline, matches!(b, b'\r' | b'\n'));
         set(&mut m.high, b >= 0x80);
         set(&mut m.apostrophe, b == b'\'');
-        set(&mut m.sdmt, matches!(b, b's' | b'd' | b'm' | b't'));
-        set(&mut m.l, b == b'l');
-        set(&mut m.v_or_r, matches!(b, b'v' | b'r'));
-        set(&mut m.e, b == b'e');
+        set(&mut m.sdmt, matches!(folded, b's' | b'd' | b'm' | b't'));
+        set(&mut m.l, folded == b'l');
+        set(&mut m.v_or_r, matches!(folded, b'v' | b'r'));
+        set(&mut m.e, folded == b'e');
     }
     m
 }
 
 /// The masks with AVX2, 32 bytes per instruction. Only called from functions compiled
-/// with AVX2 (`split_gpt2_avx2`), into which it is inlined.
+/// with AVX2 (`fill_avx2`), into which it is inlined.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn masks_avx2(block: &[u8; 64]) -> Masks {
+unsafe fn masks_avx2(block: &[u8; 64], fold_case: bool) -> Masks {
     use std::arch::x86_64::*;
     let lo = _mm256_loadu_si256(block.as_ptr() as *const __m256i);
     let hi = _mm256_loadu_si256(block.as_ptr().add(32) as *const __m256i);
@@ -84,14 +83,26 @@ unsafe fn masks_avx2(block: &[u8; 64]) -> Masks {
         _mm256_and_si256(above, below)
     };
     let case = _mm256_set1_epi8(0x20);
-    let letter = bits(within(_mm256_or_si256(lo, case), b'a', b'z'), within(_mm256_or_si256(hi, case), b'a', b'z'));
+    let (lo_folded, hi_folded) = (_mm256_or_si256(lo, case), _mm256_or_si256(hi, case));
+    let letter = bits(within(lo_folded, b'a', b'z'), within(hi_folded, b'a', b'z'));
+    // Only 'x' and 'X' are 'x' once 0x20 is set.
+    let eq_folded = |c: u8| -> u64 {
+        let c = _mm256_set1_epi8(c as i8);
+        bits(_mm256_cmpeq_epi8(lo_folded, c), _mm256_cmpeq_epi8(hi_folded, c))
+    };
     let digit = bits(within(lo, b'0', b'9'), within(hi, b'0', b'9'));
     let blank = eq(b' ');
     let space = blank | bits(within(lo, b'\t', b'\r'), within(hi, b'\t', b'\r'));
+    let newline = eq(b'\n') | eq(b'\r');
     let high = bits(lo, hi);
     let apostrophe = eq(b'\'');
-    let mut m = Masks { letter, digit, space, blank, high, apostrophe, ..Masks::default() };
-    if apostrophe != 0 {
+    let mut m = Masks { letter, digit, space, blank, newline, high, apostrophe, ..Masks::default() };
+    if apostrophe != 0 && fold_case {
+        m.sdmt = eq_folded(b's') | eq_folded(b'd') | eq_folded(b'm') | eq_folded(b't');
+        m.l = eq_folded(b'l');
+        m.v_or_r = eq_folded(b'v') | eq_folded(b'r');
+        m.e = eq_folded(b'e');
+    } else if apostrophe != 0 {
         m.sdmt = eq(b's') | eq(b'd') | eq(b'm') | eq(b't');
         m.l = eq(b'l');
         m.v_or_r = eq(b'v') | eq(b'r');
@@ -100,19 +111,48 @@ unsafe fn masks_avx2(block: &[u8; 64]) -> Masks {
     m
 }
 
-/// Pre-token starts decided by the block (bit i: one starts at byte i), bit 0 excluded.
+/// Bits 1..=ascii-2 of the block, where `ascii` bytes start it: a start at byte i needs
+/// bytes i-1, i and i+1 (bit 0 is where the block starts, a start by definition).
 #[inline(always)]
-pub(crate) fn gpt2_starts(m: &Masks) -> u64 {
+fn decided(m: &Masks) -> u64 {
     let ascii = m.high.trailing_zeros();
     if ascii < 3 {
         return 0;
     }
-    // Bits 1..=ascii-2: a start at i needs bytes i-1, i and i+1.
-    let decided = ((1u64 << (ascii - 1)) - 1) & !1;
+    ((1u64 << (ascii - 1)) - 1) & !1
+}
+
+/// bit i: byte i-1 is in x.
+#[inline(always)]
+fn after(x: u64) -> u64 {
+    x << 1
+}
+
+/// bit i: byte i+1 is in x.
+#[inline(always)]
+fn before(x: u64) -> u64 {
+    x >> 1
+}
+
+/// GPT-2 pre-token starts decided by the block (bit i: one starts at byte i), bit 0
+/// excluded. `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+/// starts a pre-token at byte i (of ASCII text) exactly when:
+/// - bytes i-1 and i are both non-space and of different classes (letter, digit, other),
+///   except inside a contraction such as `'ll`;
+/// - byte i-1 is whitespace other than ' ' and byte i is not whitespace (a ' ' joins the
+///   pre-token after it);
+/// - byte i is whitespace and byte i-1 is not;
+/// - bytes i-1 and i are whitespace and byte i+1 is not (`\s+(?!\S)` leaves the last
+///   whitespace character of a run to the next pre-token);
+/// - a contraction that starts a pre-token ends at i.
+#[inline(always)]
+pub(crate) fn gpt2_starts(m: &Masks) -> u64 {
+    let decided = decided(m);
+    if decided == 0 {
+        return 0;
+    }
     let other = !(m.letter | m.digit | m.space | m.high);
     let solid = m.letter | m.digit | other;
-    let after = |x: u64| x << 1; // bit i: byte i-1 is in x
-    let before = |x: u64| x >> 1; // bit i: byte i+1 is in x
     let mut starts = (m.letter & after(m.digit | other))
         | (m.digit & after(m.letter | other))
         | (other & after(m.letter | m.digit))
@@ -128,8 +168,117 @@ pub(crate) fn gpt2_starts(m: &Masks) -> u64 {
     starts & decided
 }
 
-/// The GPT-2 pre-tokens of a text, a batch at a time (see `fill`).
-pub(crate) struct Gpt2Splits<'a> {
+/// GPT-4 (cl100k) pre-token starts decided by the block, bit 0 excluded.
+/// `'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s`
+/// on ASCII text:
+/// - letters run together, and take along the one character before them when it starts
+///   a pre-token and is neither a newline nor a digit: a ' ', a tab, or a lone other
+///   character (one that neither follows another nor a ' ');
+/// - digits go in threes from the start of their run;
+/// - a run of other characters is one pre-token, with a ' ' before it and the newlines
+///   ('\r', '\n') right after it;
+/// - a run of whitespace (what an other's run left of it) starts a pre-token; so does
+///   the character after its last newline, and its last character unless that is a
+///   newline (`\s*[\r\n]`, then `\s+(?!\S)`); that last one joins letters, or others
+///   when it is a ' ';
+/// - an apostrophe that starts a pre-token, followed by s, d, m, t, ll, ve or re in either
+///   case, is a contraction, and a pre-token starts after it.
+#[inline(always)]
+pub(crate) fn gpt4_starts(m: &Masks) -> u64 {
+    let ascii = m.high.trailing_zeros();
+    let decided = decided(m);
+    if decided == 0 {
+        return 0;
+    }
+    let other = !(m.letter | m.digit | m.space | m.high);
+    // Newlines right after others belong to their pre-token: the runs of newlines
+    // that a carry from an other's side clears.
+    let takes_newlines = m.newline & after(other);
+    let taken = m.newline & !m.newline.wrapping_add(takes_newlines);
+    let white = m.space & !taken;
+    // Others that start a pre-token: not after another other, nor after a ' ' (which takes them).
+    let lone_start = other & !after(other) & !after(m.blank);
+    let mut starts = 1
+        | (m.letter & after(m.digit | m.newline | (other & !lone_start)))
+        | (m.digit & !after(m.digit))
+        | (other & after(m.letter | m.digit | (m.space & !m.blank)))
+        | (white & !after(white))
+        | (white & !before(white) & !m.newline);
+    let mut group = m.digit & !after(m.digit);
+    loop {
+        group = (group << 3) & m.digit & (m.digit << 1) & (m.digit << 2);
+        if group == 0 {
+            break;
+        }
+        starts |= group;
+    }
+    if m.apostrophe != 0 {
+        let apostrophe = m.apostrophe & lone_start;
+        let two = apostrophe & before(m.sdmt);
+        let three = apostrophe & ((before(m.l) & (m.l >> 2)) | (before(m.v_or_r) & (m.e >> 2)));
+        starts |= (two << 2) | (three << 3);
+    }
+    // After a run's last newline: where whitespace without newlines follows a newline and
+    // runs into a character that is not whitespace.
+    let blanks = white & !m.newline;
+    let mut after_newline = blanks & after(white & m.newline);
+    while after_newline != 0 {
+        let at = after_newline.trailing_zeros();
+        let run_end = (!blanks & (u64::MAX << at)).trailing_zeros();
+        if run_end >= ascii {
+            // The run goes on past the block's ASCII bytes: no start from here on is decided.
+            break;
+        }
+        if m.newline & (1 << run_end) == 0 {
+            starts |= 1 << at;
+        }
+        after_newline &= after_newline - 1;
+    }
+    starts & decided
+}
+
+/// A built-in pattern's boundaries in ASCII blocks and its scalar state machine.
+pub(crate) trait BlockRules {
+    /// Whether contractions match in either case.
+    const FOLD_CASE: bool;
+    fn starts(m: &Masks) -> u64;
+    fn token_end(bytes: &[u8], at: usize) -> usize;
+}
+
+pub(crate) struct Gpt2Rules;
+
+impl BlockRules for Gpt2Rules {
+    const FOLD_CASE: bool = false;
+
+    #[inline(always)]
+    fn starts(m: &Masks) -> u64 {
+        gpt2_starts(m)
+    }
+
+    #[inline(always)]
+    fn token_end(bytes: &[u8], at: usize) -> usize {
+        gpt2_token_end(bytes, at)
+    }
+}
+
+pub(crate) struct Gpt4Rules;
+
+impl BlockRules for Gpt4Rules {
+    const FOLD_CASE: bool = true;
+
+    #[inline(always)]
+    fn starts(m: &Masks) -> u64 {
+        gpt4_starts(m)
+    }
+
+    #[inline(always)]
+    fn token_end(bytes: &[u8], at: usize) -> usize {
+        gpt4_token_end(bytes, at)
+    }
+}
+
+/// The pre-tokens of a text under a built-in pattern, a batch at a time (see `fill`).
+pub(crate) struct BlockSplits<'a, R> {
     bytes: &'a [u8],
     /// Where the next pre-token starts.
     start: usize,
@@ -140,21 +289,22 @@ pub(crate) struct Gpt2Splits<'a> {
     /// than a block, which the scalar state machine reads.
     scalar_until: usize,
     avx2: bool,
+    rules: PhantomData<R>,
 }
 
-impl<'a> Gpt2Splits<'a> {
+impl<'a, R: BlockRules> BlockSplits<'a, R> {
     /// `bytes` must be valid UTF-8.
-    pub(crate) fn new(bytes: &'a [u8]) -> Gpt2Splits<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> BlockSplits<'a, R> {
         #[cfg(target_arch = "x86_64")]
         let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("bmi1");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
-        Gpt2Splits { bytes, start: 0, pending: 0, base: 0, scalar_until: 0, avx2 }
+        BlockSplits { bytes, start: 0, pending: 0, base: 0, scalar_until: 0, avx2, rules: PhantomData }
     }
 
     #[cfg(test)]
-    fn portable(bytes: &'a [u8]) -> Gpt2Splits<'a> {
-        Gpt2Splits { avx2: false, ..Gpt2Splits::new(bytes) }
+    fn portable(bytes: &'a [u8]) -> BlockSplits<'a, R> {
+        BlockSplits { avx2: false, ..BlockSplits::new(bytes) }
     }
 
     /// Writes the (start, end) of the next pre-tokens, plus `offset`, into `out`; returns
@@ -166,13 +316,13 @@ impl<'a> Gpt2Splits<'a> {
             // SAFETY: the CPU has AVX2 and BMI1 (checked in `new`).
             return unsafe { self.fill_avx2(out, offset) };
         }
-        self.fill_with(out, offset, masks_portable)
+        self.fill_with(out, offset, |block| masks_portable(block, R::FOLD_CASE))
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi1")]
     unsafe fn fill_avx2(&mut self, out: &mut [(usize, usize)], offset: usize) -> usize {
-        self.fill_with(out, offset, |block| unsafe { masks_avx2(block) })
+        self.fill_with(out, offset, |block| unsafe { masks_avx2(block, R::FOLD_CASE) })
     }
 
     #[inline(always)]
@@ -195,14 +345,14 @@ impl<'a> Gpt2Splits<'a> {
             if start >= self.scalar_until && start + 64 <= n {
                 let block: &[u8; 64] = bytes[start..start + 64].try_into().expect("64 bytes");
                 let m = masks(block);
-                pending = gpt2_starts(&m);
+                pending = R::starts(&m);
                 if pending != 0 {
                     self.base = start;
                     continue;
                 }
                 self.scalar_until = start + m.high.trailing_zeros() as usize + 1;
             }
-            let end = gpt2_token_end(bytes, start);
+            let end = R::token_end(bytes, start);
             out[filled] = (start + offset, end + offset);
             filled += 1;
             start = end;
@@ -216,20 +366,21 @@ impl<'a> Gpt2Splits<'a> {
 mod tests {
     use super::*;
 
-    fn scalar(text: &str) -> Vec<(usize, usize)> {
+    fn scalar<R: BlockRules>(text: &str) -> Vec<(usize, usize)> {
         let bytes = text.as_bytes();
         let mut out = Vec::new();
         let mut start = 0;
         while start < bytes.len() {
-            let end = gpt2_token_end(bytes, start);
+            let end = R::token_end(bytes, start);
             out.push((start, end));
             start = end;
         }
         out
     }
 
-    fn blocks(text: &str, portable: bool) -> Vec<(usize, usize)> {
-        let mut splits = if portable { Gpt2Splits::portable(text.as_bytes()) } else { Gpt2Splits::new(text.as_bytes()) };
+    fn blocks<R: BlockRules>(text: &str, portable: bool) -> Vec<(usize, usize)> {
+        let mut splits =
+            if portable { BlockSplits::<R>::portable(text.as_bytes()) } else { BlockSplits::<R>::new(text.as_bytes()) };
         let mut out = Vec::new();
         // Batches of odd sizes, so that a batch often ends inside a block.
         let mut batch = [(0, 0); 7];
@@ -244,6 +395,16 @@ mod tests {
         out
     }
 
+    /// Blocks, vector and portable, split as the state machine does.
+    fn assert_blocks_split_like_the_state_machine(text: &str) {
+        let gpt2 = scalar::<Gpt2Rules>(text);
+        assert_eq!(blocks::<Gpt2Rules>(text, false), gpt2, "gpt2 {text:?}");
+        assert_eq!(blocks::<Gpt2Rules>(text, true), gpt2, "gpt2 {text:?}");
+        let gpt4 = scalar::<Gpt4Rules>(text);
+        assert_eq!(blocks::<Gpt4Rules>(text, false), gpt4, "gpt4 {text:?}");
+        assert_eq!(blocks::<Gpt4Rules>(text, true), gpt4, "gpt4 {text:?}");
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_masks_equal_portable_masks() {
@@ -251,19 +412,25 @@ mod tests {
             return;
         }
         let mut seed = 7u64;
-        for _ in 0..2000 {
+        for round in 0..4000 {
             let mut block = [0u8; 64];
             for b in block.iter_mut() {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 *b = (seed >> 56) as u8;
+                if round % 2 == 1 {
+                    let contraction_bytes = b"'sSdDmMtTlLvVrReE \n\r";
+                    *b = contraction_bytes[*b as usize % contraction_bytes.len()];
+                }
             }
-            // SAFETY: AVX2 is present (checked above).
-            let vector = unsafe { masks_avx2(&block) };
-            let mut portable = masks_portable(&block);
-            if portable.apostrophe == 0 {
-                (portable.sdmt, portable.l, portable.v_or_r, portable.e) = (0, 0, 0, 0);
+            for fold_case in [false, true] {
+                // SAFETY: AVX2 is present (checked above).
+                let vector = unsafe { masks_avx2(&block, fold_case) };
+                let mut portable = masks_portable(&block, fold_case);
+                if portable.apostrophe == 0 {
+                    (portable.sdmt, portable.l, portable.v_or_r, portable.e) = (0, 0, 0, 0);
+                }
+                assert_eq!(vector, portable, "{block:?}");
             }
-            assert_eq!(vector, portable, "{block:?}");
         }
     }
 
@@ -271,22 +438,23 @@ mod tests {
     fn blocks_split_like_the_state_machine() {
         let alphabet = [
             "a", "B", "s", "l", "e", "v", "t", "re", " ", " ", "  ", "\n", "\t", "\r\n", "!", ".", "1", "42", "'", "'s",
-            "'ll", "'ve", "é", "中", "\u{a0}", "\u{3000}", "😀", "word ", " the",
+            "'ll", "'ve", "'S", "'LL", "'Ve", "\r", "\x0b", "\x0c", "12345", "\n\n", " \n", "\t\n", "?!", ".\n", ",", "\x1c",
+            "é", "中", "\u{a0}", "\u{3000}", "😀", "\u{85}", "word ", " the",
         ];
+        // The non-ASCII pieces, last, are drawn in one text of three.
+        let ascii = alphabet.len() - 8;
         let mut seed = 99u64;
-        for round in 0..4000 {
+        for round in 0..6000 {
             let mut text = String::new();
             let pieces = 20 + round % 150;
             for _ in 0..pieces {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 // Mostly ASCII, as real text is, so that blocks are taken.
                 let i = (seed >> 33) as usize % alphabet.len();
-                let i = if round % 3 == 0 || i < 22 { i } else { i % 22 };
+                let i = if round % 3 == 0 || i < ascii { i } else { i % ascii };
                 text.push_str(alphabet[i]);
             }
-            let expected = scalar(&text);
-            assert_eq!(blocks(&text, false), expected, "{text:?}");
-            assert_eq!(blocks(&text, true), expected, "{text:?}");
+            assert_blocks_split_like_the_state_machine(&text);
         }
     }
 
@@ -298,11 +466,16 @@ mod tests {
             format!("{}x", " ".repeat(100)),
             format!("{}\n\nend", "word ".repeat(30)),
             format!("{}'ll've're's", "x".repeat(61)),
+            format!("{}'LL'Ve'rE'S", "x".repeat(61)),
             "!?".repeat(100),
             "1234567890".repeat(20),
+            format!("{}\n{}x", "a".repeat(40), " ".repeat(60)),
+            format!("{}\n{}\nx", "a".repeat(40), " ".repeat(60)),
+            format!("{}\n  {}", "a".repeat(50), "\u{a0}x".repeat(10)),
+            format!("{}\n  \n", "a b".repeat(20)),
+            format!("{}.\r\n\r\n  x", "a b".repeat(20)),
         ] {
-            assert_eq!(blocks(&text, false), scalar(&text), "{text:?}");
-            assert_eq!(blocks(&text, true), scalar(&text), "{text:?}");
+            assert_blocks_split_like_the_state_machine(&text);
         }
     }
 }

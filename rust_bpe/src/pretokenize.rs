@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
+use crate::ascii_blocks::{BlockSplits, Gpt2Rules, Gpt4Rules};
 use crate::error::BpeError;
 use crate::utf8::CodeUnit;
 
@@ -89,8 +90,8 @@ impl Pattern {
     /// The pre-tokens of `text`, to be taken a batch at a time.
     pub(crate) fn splits<'a>(&'a self, text: &'a str) -> Splits<'a> {
         match self {
-            Pattern::Gpt2 => Splits::Gpt2(crate::ascii_blocks::Gpt2Splits::new(text.as_bytes())),
-            Pattern::Gpt4 => Splits::Gpt4 { bytes: text.as_bytes(), start: 0 },
+            Pattern::Gpt2 => Splits::Gpt2(BlockSplits::new(text.as_bytes())),
+            Pattern::Gpt4 => Splits::Gpt4(BlockSplits::new(text.as_bytes())),
             Pattern::Custom(re) => Splits::Custom { re, text, at: 0 },
         }
     }
@@ -139,8 +140,8 @@ impl Pattern {
 
 /// The pre-tokens of a text under a pattern, a batch at a time.
 pub(crate) enum Splits<'a> {
-    Gpt2(crate::ascii_blocks::Gpt2Splits<'a>),
-    Gpt4 { bytes: &'a [u8], start: usize },
+    Gpt2(BlockSplits<'a, Gpt2Rules>),
+    Gpt4(BlockSplits<'a, Gpt4Rules>),
     Custom { re: &'a fancy_regex::Regex, text: &'a str, at: usize },
 }
 
@@ -151,17 +152,7 @@ impl Splits<'_> {
     pub(crate) fn fill(&mut self, out: &mut [(usize, usize)], offset: usize) -> usize {
         match self {
             Splits::Gpt2(splits) => splits.fill(out, offset),
-            Splits::Gpt4 { bytes, start } => {
-                let mut filled = 0;
-                while filled < out.len() && *start < bytes.len() {
-                    let end = gpt4_token_end(bytes, *start);
-                    debug_assert!(end > *start);
-                    out[filled] = (*start + offset, end + offset);
-                    filled += 1;
-                    *start = end;
-                }
-                filled
-            }
+            Splits::Gpt4(splits) => splits.fill(out, offset),
             Splits::Custom { re, text, at } => {
                 let mut filled = 0;
                 // A regex that matches nothing somewhere leaves that text out, as `findall` does.
@@ -395,7 +386,7 @@ pub(crate) fn gpt2_token_end(bytes: &[u8], at: usize) -> usize {
 
 /// `'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s`
 #[inline(always)]
-fn gpt4_token_end(bytes: &[u8], at: usize) -> usize {
+pub(crate) fn gpt4_token_end(bytes: &[u8], at: usize) -> usize {
     let n = bytes.len();
     if bytes[at] == b'\'' && at + 1 < n {
         let lower = |i: usize| bytes.get(i).map(u8::to_ascii_lowercase);
