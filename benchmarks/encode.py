@@ -17,9 +17,11 @@ OPENBLAS_NUM_THREADS=1 keeps numpy's idle BLAS threads from taking CPU time from
 With --repeat N each is measured N times, in rounds over all of them (the VM's speed
 drifts from minute to minute), and the fastest is kept.
 
-Then `pybpe encode` end to end (process start, loading, reading, writing .bin + sidecar)
-on the largest corpus, and a compression table (bytes per token) of tokenizers trained by
-pybpe, in domain and across domains.
+Then the same with the GPT-4 (cl100k) pattern, on a few corpora: a 32K tokenizer that pybpe
+trains on webtext_pool.txt with that pattern, which tiktoken gets as `to_tiktoken()` and
+gigatoken as its .tiktoken export; then `pybpe encode` end to end (process start, loading,
+reading, writing .bin + sidecar) on the largest corpus, and a compression table (bytes per
+token) of tokenizers trained by pybpe, in domain and across domains.
 
     python3 benchmarks/encode.py --quick                       # small corpora, under a minute
     python3 benchmarks/encode.py --repeat 3 --markdown benchmarks/RESULTS.md
@@ -71,17 +73,28 @@ WARMUP_FILES = ["cs336/tinystories_sample.txt", "cs336/german.txt", "cs336/addre
 
 
 def load_peer(peer, threads, exports):
+    """`exports["trained"]`, when given, is a tokenizer saved by pybpe that every peer loads
+    instead of GPT-2 (tiktoken through `to_tiktoken()`, gigatoken through the .tiktoken export)."""
     from pybpe.data import data_file
 
+    eot = exports.get("eot", EOT)
     if peer == "pybpe":
         import pybpe
 
-        tok = pybpe.Tokenizer.from_gpt2(data_file("cs336/gpt2_vocab.json"), data_file("cs336/gpt2_merges.txt"))
+        if "trained" in exports:
+            tok = pybpe.Tokenizer.load(exports["trained"])
+        else:
+            tok = pybpe.Tokenizer.from_gpt2(data_file("cs336/gpt2_vocab.json"), data_file("cs336/gpt2_merges.txt"))
         return lambda text: tok.encode_to_numpy(text, allowed_special="all", threads=threads)
     if peer == "tiktoken":
         import tiktoken
 
-        enc = tiktoken.get_encoding("gpt2")
+        if "trained" in exports:
+            import pybpe
+
+            enc = pybpe.Tokenizer.load(exports["trained"]).to_tiktoken()
+        else:
+            enc = tiktoken.get_encoding("gpt2")
         if threads == 1:
             return lambda text: enc.encode(text, allowed_special="all")
 
@@ -89,7 +102,7 @@ def load_peer(peer, threads, exports):
             ids = []
             for i, doc in enumerate(enc.encode_ordinary_batch(text.split(SPECIAL), num_threads=threads)):
                 if i:
-                    ids.append(EOT)
+                    ids.append(eot)
                 ids.extend(doc)
             return ids
 
@@ -103,7 +116,7 @@ def load_peer(peer, threads, exports):
             ids = []
             for i, encoding in enumerate(hf.encode_batch(text.split(SPECIAL), add_special_tokens=False)):
                 if i:
-                    ids.append(EOT)
+                    ids.append(eot)
                 ids.extend(encoding.ids)
             return ids
 
@@ -112,7 +125,8 @@ def load_peer(peer, threads, exports):
         import awkward
         import gigatoken
 
-        giga = gigatoken.Tokenizer.from_tiktoken(exports["tiktoken"], pretokenizer="gpt2", special_tokens={SPECIAL: EOT})
+        giga = gigatoken.Tokenizer.from_tiktoken(exports["tiktoken"], pretokenizer=exports.get("pattern", "gpt2"),
+                                                 special_tokens={SPECIAL: eot})
         if threads == 1:
             return lambda text: giga.encode(text)
         return lambda text: awkward.to_numpy(awkward.flatten(giga.encode_batch([text], parallel=True)))
@@ -165,11 +179,55 @@ def measure(peer, threads, corpus, exports):
     return None
 
 
+def measure_all(corpora, settings, exports, repeat, sizes):
+    """{(peer, threads, corpus): the fastest of `repeat` runs, or None if one failed or ids differed}."""
+    results = {}
+    for round_ in range(repeat):
+        for c in corpora:
+            for peer, threads in sorted(settings, key=lambda s: s != ("tiktoken", 1)):
+                key = (peer, threads, c)
+                r = measure(peer, threads, c, exports)
+                if r:
+                    print(f"  {os.path.basename(c):32} {peer:>10} x{threads}  {sizes[c] / r['seconds'] / 1e6:8.1f} MB/s",
+                          file=sys.stderr)
+                if round_ == 0 or (results[key] and r and r["sha256"] == results[key]["sha256"]):
+                    results[key] = r if round_ == 0 or r["seconds"] < results[key]["seconds"] else results[key]
+                else:
+                    results[key] = None  # a failed run, or ids that differ between runs
+    return results
+
+
+GPT4_CORPORA = ["webtext_pool.txt", "alice_multilingual_40lang.txt", "enwiki_extract.txt"]
+GPT4_VOCAB = 32000
+
+
+def gpt4_tables(corpora, settings, peers, repeat, tmp):
+    """Speed tables for a tokenizer with the GPT-4 pattern, trained by pybpe (HF tokenizers left out: it
+    takes minutes on these corpora and its GPT-2 figures above already place it)."""
+    import pybpe
+    from pybpe.data import data_file
+
+    print(f"  training a {GPT4_VOCAB} GPT-4-pattern tokenizer on webtext_pool.txt", file=sys.stderr)
+    trained = pybpe.Tokenizer.train(data_file("corpora/webtext_pool.txt"), GPT4_VOCAB, [SPECIAL], pattern="gpt4")
+    exports = {"trained": os.path.join(tmp, "gpt4-pattern.json"), "tiktoken": os.path.join(tmp, "gpt4-pattern.tiktoken"),
+               "pattern": "gpt4", "eot": trained.special_tokens[SPECIAL]}
+    trained.save(exports["trained"])
+    trained.save_tiktoken(exports["tiktoken"])
+    sizes = {c: os.path.getsize(c) for c in corpora}
+    settings = [s for s in settings if s[0] in peers or s == ("tiktoken", 1)]
+    results = measure_all(corpora, settings, exports, repeat, sizes)
+    lines, rates = speed_tables(results, corpora, sizes, [s for s in settings if s[0] in peers], repeat,
+                                tokenizer=f"GPT-4 pattern, {GPT4_VOCAB // 1000}K trained by pybpe on webtext_pool.txt")
+    ratios = [f"{rates[('pybpe', t)] / rates[(peer, t)]:.2f}× {peer} at {t} thread{'s' if t > 1 else ''}"
+              for peer, t in settings if peer != "pybpe" and ("pybpe", t) in rates and (peer, t) in rates]
+    return lines + (["GPT-4 pattern, pybpe against: " + ", ".join(ratios) + ".", ""] if ratios else [])
+
+
 def fmt_rate(x):
     return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
 
 
-def speed_tables(results, corpora, sizes, settings, repeat=1):
+def speed_tables(results, corpora, sizes, settings, repeat=1, tokenizer="GPT-2 tokenizer"):
     """results[(peer, threads, corpus)] = dict or None. Returns markdown lines."""
     reference = {c: results.get(("tiktoken", 1, c)) for c in corpora}
 
@@ -183,7 +241,7 @@ def speed_tables(results, corpora, sizes, settings, repeat=1):
             return "ref"
         return "✓" if r["sha256"] == ref["sha256"] else "✗"
 
-    lines = ["### Encoding speed, all corpora together (GPT-2 tokenizer)", "",
+    lines = [f"### Encoding speed, all corpora together ({tokenizer})", "",
              "| peer | threads | MB/s | M tokens/s | ids = tiktoken | pybpe × faster |", "|---|---:|---:|---:|:---:|---:|"]
     total_bytes = sum(sizes[c] for c in corpora)
     rates = {}
@@ -210,7 +268,7 @@ def speed_tables(results, corpora, sizes, settings, repeat=1):
     lines += ["", f"Total {total_bytes / 1e6:.1f} MB in {len(corpora)} files; time = the sum over files of {each} "
               "(a fresh process per call, caches cold).", ""]
 
-    lines += ["### MB/s by corpus", "",
+    lines += [f"### MB/s by corpus ({tokenizer})", "",
               "| corpus | MB | " + " | ".join(f"{p} ×{t}" for p, t in settings) + " |",
               "|---|---:|" + "---:|" * len(settings)]
     for c in corpora:
@@ -312,6 +370,8 @@ def main():
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_CORPORA)} (under a minute)")
     p.add_argument("--corpora", default=None, help="comma-separated file names in corpora/ (default: every .txt)")
     p.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, of {', '.join(PEERS)}")
+    p.add_argument("--gpt4-corpora", default=None,
+                   help=f"corpora for the GPT-4-pattern tables (default: {','.join(GPT4_CORPORA)}; none: skip them)")
     p.add_argument("--markdown", default=None, help="append a markdown block (command, machine, date, tables) to FILE")
     p.add_argument("--repeat", type=int, default=1, help="measure each N times (in rounds) and keep the fastest")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -338,6 +398,12 @@ def main():
         if not os.path.isfile(c):
             raise SystemExit(f"encode.py: error: {c} not found (set PYBPE_DATA)")
     sizes = {c: os.path.getsize(c) for c in corpora}
+    gpt4_names = QUICK_CORPORA if args.quick else GPT4_CORPORA
+    gpt4_names = [] if args.gpt4_corpora == "none" else (args.gpt4_corpora.split(",") if args.gpt4_corpora else gpt4_names)
+    gpt4_corpora = sorted((str(corpora_dir / n) for n in gpt4_names), key=os.path.getsize)
+    for c in gpt4_corpora:
+        if not os.path.isfile(c):
+            raise SystemExit(f"encode.py: error: {c} not found (set PYBPE_DATA)")
     peers = args.peers.split(",")
     all_threads = os.cpu_count() or 1
     settings = [(peer, t) for t in ([1, all_threads] if all_threads > 1 else [1]) for peer in peers]
@@ -353,21 +419,11 @@ def main():
         gpt2_json = os.path.join(tmp, "gpt2.json")
         gpt2.save(gpt2_json)
 
-        results = {}
         started = time.perf_counter()
-        for round_ in range(args.repeat):
-            for c in corpora:
-                for peer, threads in sorted(settings, key=lambda s: s != ("tiktoken", 1)):
-                    key = (peer, threads, c)
-                    r = measure(peer, threads, c, exports)
-                    if r:
-                        print(f"  {os.path.basename(c):32} {peer:>10} x{threads}  {sizes[c] / r['seconds'] / 1e6:8.1f} MB/s",
-                              file=sys.stderr)
-                    if round_ == 0 or (results[key] and r and r["sha256"] == results[key]["sha256"]):
-                        results[key] = r if round_ == 0 or r["seconds"] < results[key]["seconds"] else results[key]
-                    else:
-                        results[key] = None  # a failed run, or ids that differ between runs
+        results = measure_all(corpora, settings, exports, args.repeat, sizes)
         speed, rates = speed_tables(results, corpora, sizes, [s for s in settings if s[0] in peers], args.repeat)
+        if gpt4_corpora:
+            speed += gpt4_tables(gpt4_corpora, [s for s in settings if s[0] != "tokenizers"], peers, args.repeat, tmp)
         largest = corpora[-1]
         cli_lines, cli_rate = cli_end_to_end(largest, gpt2_json, results.get(("tiktoken", 1, largest)), tmp, args.repeat)
         compression = compression_table(tmp)
