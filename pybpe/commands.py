@@ -189,7 +189,8 @@ def cmd_info(args) -> int:
     tok = load_tokenizer(args.tokenizer)
     vocab = tok.vocab
     print(f"pybpe info: {args.tokenizer}")
-    print(f"  vocab size    {tok.vocab_size:,}")
+    unused = tok.vocab_size - len(vocab)
+    print(f"  vocab size    {tok.vocab_size:,}" + (f" ({unused:,} ids unused)" if unused else ""))
     print(f"  merges        {len(tok.merges):,}")
     pattern = tok.pattern
     print(f"  pattern       {pattern}" + ("" if pattern in ("gpt2", "gpt4") else " (custom regex)"))

@@ -150,16 +150,18 @@ def build(
     if len({id for _, id in specials}) < len(specials):
         raise ConfigError(f"two special tokens share an id: {specials}")
 
+    if min(vocab, default=0) < 0:
+        raise TokenizerFileError(f"{source}: negative token id {min(vocab)}")
+    # Ids left out are unused (cl100k leaves some between its special tokens), but not
+    # more of them than tokens: an id far past the others is a damaged file.
     size = max(vocab, default=-1) + 1
-    if size != len(vocab) or min(vocab, default=0) < 0:
-        missing = next(i for i in range(size) if i not in vocab) if min(vocab, default=0) >= 0 else None
+    if size - len(vocab) > max(len(vocab), 1 << 16):
         raise TokenizerFileError(
-            f"{source}: the token ids must run from 0 to {len(vocab) - 1} without gaps, but id {missing} is missing"
-            if missing is not None else f"{source}: negative token id {min(vocab)}"
-        )
-    tokens = [vocab[i] for i in range(size)]
+            f"{source}: its ids go up to {size - 1}, which leaves {size - len(vocab)} ids unused among "
+            f"{len(vocab)} tokens")
+    tokens = [vocab.get(i, b"") for i in range(size)]
     special_ids = {id for _, id in specials}
-    id_of_token = {token: id for id, token in enumerate(tokens) if id not in special_ids}
+    id_of_token = {token: id for id, token in enumerate(tokens) if token and id not in special_ids}
     merge_ids = []
     for rank, (left, right) in enumerate(merges):
         a, b = id_of_token.get(left), id_of_token.get(right)
@@ -237,7 +239,7 @@ def save_gpt2(core: _core.CoreTokenizer, vocab_json: PathLike, merges_txt: PathL
     specials = dict(core.special_tokens())
     special_ids = {id: name for name, id in specials.items()}
     vocab = {(special_ids[id] if id in special_ids else bytes_to_gpt2_string(token)): id
-             for id, token in enumerate(_tokens(core))}
+             for id, token in _tokens(core).items()}
     merges = "".join(f"{bytes_to_gpt2_string(a)} {bytes_to_gpt2_string(b)}\n" for a, b in core.merges())
     vocab_data = json.dumps(vocab, ensure_ascii=False).encode("utf-8")
     merges_data = ("#version: 0.2\n" + merges).encode("utf-8")
@@ -247,9 +249,9 @@ def save_gpt2(core: _core.CoreTokenizer, vocab_json: PathLike, merges_txt: PathL
     write_atomically(merges_txt, merges_data)
 
 
-def _tokens(core: _core.CoreTokenizer) -> list[bytes]:
-    vocab = core.vocab()
-    return [vocab[i] for i in range(len(vocab))]
+def _tokens(core: _core.CoreTokenizer) -> dict[int, bytes]:
+    """Token bytes by id, in the order of the ids (unused ids left out)."""
+    return dict(sorted(core.vocab().items()))
 
 
 # -- tiktoken --------------------------------------------------------------------------
@@ -320,7 +322,7 @@ def mergeable_ranks(core: _core.CoreTokenizer) -> dict[bytes, int]:
     special_ids = {id for _, id in core.special_tokens()}
     tokens = _tokens(core)
     previous = -1
-    id_of = {token: id for id, token in enumerate(tokens) if id not in special_ids}
+    id_of = {token: id for id, token in tokens.items() if id not in special_ids}
     for rank, (a, b) in enumerate(core.merge_ids()):
         made = id_of[tokens[a] + tokens[b]]
         if made <= previous:
@@ -346,12 +348,15 @@ def to_tiktoken(core: _core.CoreTokenizer, name: str = "pybpe"):
         import tiktoken
     except ImportError:
         raise ConfigError("to_tiktoken needs the tiktoken package: pip install tiktoken") from None
+    ranks, specials = mergeable_ranks(core), dict(core.special_tokens())
+    # tiktoken's explicit_n_vocab counts tokens, so it is given only when no id is unused.
+    contiguous = len(ranks) + len(specials) == core.vocab_size()
     return tiktoken.Encoding(
         name,
         pat_str=core.pattern_regex(),
-        mergeable_ranks=mergeable_ranks(core),
-        special_tokens=dict(core.special_tokens()),
-        explicit_n_vocab=core.vocab_size(),
+        mergeable_ranks=ranks,
+        special_tokens=specials,
+        explicit_n_vocab=core.vocab_size() if contiguous else None,
     )
 
 
@@ -366,7 +371,12 @@ def huggingface_json(core: _core.CoreTokenizer) -> dict:
     """
     specials = core.special_tokens()
     special_ids = {id for _, id in specials}
-    vocab = {bytes_to_gpt2_string(token): id for id, token in enumerate(_tokens(core)) if id not in special_ids}
+    vocab = {bytes_to_gpt2_string(token): id for id, token in _tokens(core).items() if id not in special_ids}
+    # The special tokens are in the model's vocabulary too, as in GPT-2's own tokenizer.json:
+    # an added token found there keeps its id; one that is not gets the next id after the
+    # vocabulary's, which is wrong where ids are unused.
+    for name, id in specials:
+        vocab.setdefault(name, id)
     merges = [f"{bytes_to_gpt2_string(a)} {bytes_to_gpt2_string(b)}" for a, b in core.merges()]
     if core.pattern() == "gpt2":
         pre_tokenizer = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}

@@ -157,6 +157,8 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """One past the largest id (tiktoken's `n_vocab`): tokens, special tokens and any
+        unused ids between them."""
         return self._core.vocab_size()
 
     def __len__(self) -> int:
@@ -320,7 +322,8 @@ class Tokenizer:
                            *, pattern: str) -> "Tokenizer":
         """Reads a tiktoken `.tiktoken` rank file: ids are the ranks, merges are derived.
         The file holds neither the pattern nor the special tokens, so both are given:
-        specials as a dict name -> id, or a list (ids after the largest rank)."""
+        specials as a dict name -> id, or a list (ids after the largest rank). Ids that
+        neither a rank nor a special token takes are unused (as in cl100k)."""
         from pybpe import interop
 
         return cls(interop.read_tiktoken_file(path, special_tokens, pattern))

@@ -201,6 +201,16 @@ def test_info_describes_the_tokenizer(tok, tokenizer_file):
         (len(t) for i, t in tok.vocab.items() if i != 999), reverse=True)[:20]
 
 
+def test_info_counts_unused_ids(tok, tmp_path):
+    path = tmp_path / "ranks.tiktoken"
+    tok.save_tiktoken(path)
+    sparse = pybpe.Tokenizer.from_tiktoken_file(path, {SPECIAL: 1005}, pattern="gpt2")
+    sparse.save(tmp_path / "sparse.json")
+    result = run_pybpe("info", tmp_path / "sparse.json")
+    assert result.returncode == 0, result.stderr.decode()
+    assert "vocab size    1,006 (6 ids unused)" in result.stdout.decode()
+
+
 def test_stats_counts_tokens(tok, tokenizer_file, stories, german):
     result = run_pybpe("stats", "-t", tokenizer_file, stories, german)
     assert result.returncode == 0, result.stderr.decode()

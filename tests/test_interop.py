@@ -268,13 +268,59 @@ def test_a_damaged_tiktoken_file_is_refused_naming_the_file(tmp_path, content, c
     assert "bad.tiktoken" in str(error.value)
 
 
-def test_tiktoken_file_with_gaps_in_the_ranks_is_refused(gpt2, tmp_path):
-    path = tmp_path / "gaps.tiktoken"
+def test_tiktoken_file_with_a_gap_in_the_ranks_leaves_that_id_unused(gpt2, data, tmp_path):
+    path = tmp_path / "gap.tiktoken"
     gpt2.save_tiktoken(path)
     lines = path.read_bytes().splitlines(keepends=True)
-    path.write_bytes(b"".join(lines[:-2] + lines[-1:]))
-    with pytest.raises(pybpe.TokenizerFileError, match="id 50254 is missing"):
+    path.write_bytes(b"".join(lines[:-2] + lines[-1:]))  # rank 50254 left out
+    tok = pybpe.Tokenizer.from_tiktoken_file(path, pattern="gpt2")
+    assert tok.vocab_size == 50256 and 50254 not in tok.vocab and len(tok.vocab) == 50255
+    ranks = {token: rank for token, rank in tiktoken.get_encoding("gpt2")._mergeable_ranks.items() if rank != 50254}
+    enc = tiktoken.Encoding("gap", pat_str=tok.pattern_regex, mergeable_ranks=ranks, special_tokens={})
+    text = read_corpus(data, "wikitext2_valid.txt")
+    assert_same_ids(tok.encode(text), enc.encode(text))
+    with pytest.raises(pybpe.ConfigError, match="id 50254 at position 1 is an unused id"):
+        tok.decode([262, 50254])
+
+
+def test_special_tokens_with_unused_ids_between_them_as_cl100k_has(gpt4_trained, data, tmp_path):
+    # cl100k: ranks 0..100255, <|endoftext|> 100257, <|fim_prefix|> 100258, <|endofprompt|> 100276.
+    path = tmp_path / "ranks.tiktoken"
+    gpt4_trained.save_tiktoken(path)
+    n = len(gpt4_trained.vocab) - len(gpt4_trained.special_tokens)
+    specials = {SPECIAL: n + 1, "<|fim_prefix|>": n + 2, "<|endofprompt|>": n + 20}
+    tok = pybpe.Tokenizer.from_tiktoken_file(path, specials, pattern="gpt4")
+    assert tok.vocab_size == n + 21 and len(tok.vocab) == n + 3 and tok.special_tokens == specials
+    enc = tiktoken.Encoding("cl100k-like", pat_str=tok.pattern_regex, special_tokens=specials,
+                            mergeable_ranks=tiktoken.load.load_tiktoken_bpe(str(path)))
+    text = "<|fim_prefix|>" + read_corpus(data, "tinyshakespeare.txt")[:20000] + "<|endofprompt|>x" + SPECIAL
+    ids = tok.encode(text, allowed_special="all")
+    assert_same_ids(ids, enc.encode(text, allowed_special="all"))
+    assert ids[0] == n + 2 and ids[-1] == n + 1 and tok.decode(ids) == text
+    assert tok.to_tiktoken().encode(text, allowed_special="all") == ids
+    # Every format keeps the unused ids unused.
+    tok.save(tmp_path / "tok.json")
+    back = pybpe.Tokenizer.load(tmp_path / "tok.json")
+    assert (back.vocab, back.special_tokens, back.vocab_size) == (tok.vocab, specials, n + 21)
+    tok.save_gpt2(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    back = pybpe.Tokenizer.from_gpt2(tmp_path / "vocab.json", tmp_path / "merges.txt", list(specials), pattern="gpt4")
+    assert (back.vocab, back.merges, back.special_tokens) == (tok.vocab, tok.merges, specials)
+    tok.save_huggingface(tmp_path / "hf.json")
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "hf.json"))
+    assert hf.encode(text, add_special_tokens=False).ids == ids
+    assert tok.encode_to_numpy(text, allowed_special="all").tolist() == ids
+    with pytest.raises(pybpe.ConfigError, match=f"id {n + 5} at position 0 is an unused id"):
+        tok.decode([n + 5])
+
+
+def test_ids_far_past_the_others_are_refused_as_damage(gpt2, tmp_path):
+    path = tmp_path / "far.tiktoken"
+    gpt2.save_tiktoken(path)
+    path.write_bytes(path.read_bytes().replace(b" 50255\n", b" 5000000\n"))
+    with pytest.raises(pybpe.TokenizerFileError, match="far.tiktoken: its ids go up to 5000000"):
         pybpe.Tokenizer.from_tiktoken_file(path, pattern="gpt2")
+    with pytest.raises(pybpe.TokenizerFileError, match="ids go up to 4999999"):
+        pybpe.Tokenizer.from_vocab_merges({i: bytes([i]) for i in range(256)} | {4999999: b"ab"}, [], [])
 
 
 # -- GPT-2 vocab.json + merges.txt written back ---------------------------------------
@@ -360,7 +406,7 @@ def test_from_vocab_merges_appends_missing_special_tokens():
 
 @pytest.mark.parametrize("vocab, merges, error, complaint", [
     ({i: bytes([i]) for i in range(255)}, [], pybpe.TokenizerFileError, "0xff"),
-    ({i: bytes([i]) for i in range(256)} | {300: b"ab"}, [], pybpe.TokenizerFileError, "id 256 is missing"),
+    ({i: bytes([i]) for i in range(256)} | {10**7: b"ab"}, [], pybpe.TokenizerFileError, "ids unused among 257 tokens"),
     ({i: bytes([i]) for i in range(256)}, [(b"a", b"b")], pybpe.TokenizerFileError, "not in the vocabulary"),
     ({i: bytes([i]) for i in range(256)}, [(b"a", b"zz")], pybpe.TokenizerFileError, "not in the vocabulary"),
 ])

@@ -177,7 +177,7 @@ pub(crate) fn gpt2_starts(m: &Masks) -> u64 {
 /// - digits go in threes from the start of their run;
 /// - a run of other characters is one pre-token, with a ' ' before it and the newlines
 ///   ('\r', '\n') right after it;
-/// - a run of whitespace (what an other's run left of it) starts a pre-token; so does
+/// - a run of whitespace (less the newlines an others' run took) starts a pre-token; so does
 ///   the character after its last newline, and its last character unless that is a
 ///   newline (`\s*[\r\n]`, then `\s+(?!\S)`); that last one joins letters, or others
 ///   when it is a ' ';

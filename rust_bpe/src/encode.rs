@@ -207,7 +207,7 @@ impl Encoder {
         let vocab = tokenizer.vocab();
         let mut ids: FxHashMap<&[u8], u32> = FxHashMap::default();
         for (id, bytes) in vocab.iter().enumerate() {
-            if !tokenizer.is_special(id as u32) {
+            if !tokenizer.is_special(id as u32) && !bytes.is_empty() {
                 ids.insert(bytes, id as u32);
             }
         }
@@ -862,7 +862,7 @@ impl Encoder {
         pool.install(|| texts.par_iter().map(|t| self.encode(t, allowed, disallowed, None)).collect())
     }
 
-    /// Token bytes of `ids` joined; an error naming the first id out of range.
+    /// Token bytes of `ids` joined; an error naming the first id out of range or unused.
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>, BpeError> {
         let vocab = self.tokenizer.vocab();
         let mut out = Vec::with_capacity(ids.len() * 4);
@@ -870,6 +870,9 @@ impl Encoder {
             let token = vocab.get(id as usize).ok_or_else(|| {
                 BpeError::InvalidArgument(format!("id {id} at position {i} is out of range (vocab size {})", vocab.len()))
             })?;
+            if token.is_empty() && self.tokenizer.is_unused(id) {
+                return Err(BpeError::InvalidArgument(format!("id {id} at position {i} is an unused id, no token's")));
+            }
             out.extend_from_slice(token);
         }
         Ok(out)

@@ -186,7 +186,9 @@ impl CoreTokenizer {
     fn vocab<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         for (id, bytes) in self.inner.vocab().iter().enumerate() {
-            dict.set_item(id, PyBytes::new(py, bytes))?;
+            if !self.inner.is_unused(id as u32) {
+                dict.set_item(id, PyBytes::new(py, bytes))?;
+            }
         }
         Ok(dict)
     }

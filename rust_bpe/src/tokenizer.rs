@@ -28,7 +28,8 @@ pub const FORMAT_VERSION: u64 = 1;
 
 #[derive(Clone, Debug)]
 pub struct Tokenizer {
-    /// Token bytes by id, for every id below `vocab_size()` (special tokens included).
+    /// Token bytes by id, for every id below `vocab_size()` (special tokens included); empty
+    /// for an id that is not used (tiktoken's cl100k leaves some between its special tokens).
     vocab: Vec<Vec<u8>>,
     /// Merges in the order they were learned, as pairs of token ids.
     merges: Vec<(u32, u32)>,
@@ -41,8 +42,9 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// Checks that every merge joins two tokens into a third one of the vocabulary, that
-    /// all 256 bytes are tokens, and that ids are 0..vocab_size without gaps.
+    /// Checks that every merge joins two tokens into a third one of the vocabulary and
+    /// that all 256 bytes are tokens. An empty entry that is not a special token is an
+    /// unused id; there may be at most as many as tokens (or 65,536).
     pub fn new(
         vocab: Vec<Vec<u8>>,
         merges: Vec<(u32, u32)>,
@@ -69,12 +71,13 @@ impl Tokenizer {
                 continue;
             }
             if bytes.is_empty() {
-                return Err(invalid(format!("token {id} is empty")));
+                continue; // an unused id
             }
             if ids_by_bytes.insert(bytes, id as u32).is_some() {
                 return Err(invalid(format!("token {id} ({}) appears twice", printable(bytes))));
             }
         }
+        check_unused_ids(vocab.len(), ids_by_bytes.len() + special_ids.len()).map_err(invalid)?;
         for byte in 0..=255u8 {
             if !ids_by_bytes.contains_key(&[byte][..]) {
                 return Err(invalid(format!("the single byte {byte:#04x} is not a token")));
@@ -101,8 +104,14 @@ impl Tokenizer {
     pub fn vocab(&self) -> &[Vec<u8>] {
         &self.vocab
     }
+    /// One past the largest id (as tiktoken's `n_vocab`).
     pub fn vocab_size(&self) -> usize {
         self.vocab.len()
+    }
+
+    /// Whether `id` is below `vocab_size()` but no token's.
+    pub fn is_unused(&self, id: u32) -> bool {
+        self.vocab.get(id as usize).is_some_and(|bytes| bytes.is_empty()) && !self.is_special(id)
     }
     pub fn merges(&self) -> &[(u32, u32)] {
         &self.merges
@@ -136,7 +145,7 @@ impl Tokenizer {
         out.push_str("  \"vocab\": {");
         let mut first = true;
         for (id, bytes) in self.vocab.iter().enumerate() {
-            if self.is_special(id as u32) {
+            if self.is_special(id as u32) || bytes.is_empty() {
                 continue;
             }
             out.push_str(if first { "\n    " } else { ",\n    " });
@@ -285,11 +294,13 @@ impl<'a> TokenizerFile<'a> {
             special_tokens.push((name.0.into_owned(), id));
         }
         let vocab_entries = self.vocab.ok_or_else(|| invalid("no \"vocab\" object".into()))?.0;
-        let size = vocab_entries.len() + special_tokens.len();
+        let largest = vocab_entries.iter().map(|(_, id)| *id).chain(special_tokens.iter().map(|&(_, id)| id as u64)).max();
+        let size = largest.map_or(0, |id| id as usize + 1);
+        check_unused_ids(size, vocab_entries.len() + special_tokens.len()).map_err(invalid)?;
         let mut vocab: Vec<Option<Vec<u8>>> = vec![None; size];
         let mut place = |id: u32, bytes: Vec<u8>, what: &dyn Fn() -> String| -> Result<(), BpeError> {
             match vocab.get_mut(id as usize) {
-                None => Err(invalid(format!("{} has id {id}, but the ids must run from 0 to {}", what(), size - 1))),
+                None => Err(invalid(format!("{} has id {id}, past the largest id {}", what(), size - 1))),
                 Some(Some(_)) => Err(invalid(format!("id {id} is used twice"))),
                 Some(slot) => {
                     *slot = Some(bytes);
@@ -310,7 +321,7 @@ impl<'a> TokenizerFile<'a> {
         for (name, id) in &special_tokens {
             place(*id, name.as_bytes().to_vec(), &|| format!("special token {name:?}"))?;
         }
-        let vocab: Vec<Vec<u8>> = vocab.into_iter().map(|t| t.expect("every id placed")).collect();
+        let vocab: Vec<Vec<u8>> = vocab.into_iter().map(Option::unwrap_or_default).collect();
         let merge_list = self.merges.ok_or_else(|| invalid("no \"merges\" list".into()))?;
         let mut merges = Vec::with_capacity(merge_list.len());
         for (rank, (a, b)) in merge_list.iter().enumerate() {
@@ -322,6 +333,16 @@ impl<'a> TokenizerFile<'a> {
         }
         Tokenizer::new(vocab, merges, special_tokens, pattern)
     }
+}
+
+/// Ids up to `size` for `used` tokens leave `size - used` unused: at most as many as the
+/// tokens, or 65,536 (an id far past the others is a damaged file, not a vocabulary).
+fn check_unused_ids(size: usize, used: usize) -> Result<(), String> {
+    let unused = size.saturating_sub(used);
+    if unused > used.max(1 << 16) {
+        return Err(format!("its ids go up to {}, which leaves {unused} ids unused among {used} tokens", size - 1));
+    }
+    Ok(())
 }
 
 /// Writes `data` to a temporary file beside `path` and renames it into place, so that
@@ -451,6 +472,18 @@ mod tests {
     }
 
     #[test]
+    fn unused_ids_stay_unused_through_json() {
+        let mut vocab = tiny().vocab().to_vec();
+        vocab[258] = Vec::new();
+        vocab.push(b"<|endoftext|>".to_vec());
+        let tok = Tokenizer::new(vocab, tiny().merges().to_vec(), vec![("<|endoftext|>".into(), 259)], Pattern::Gpt2).unwrap();
+        assert!(tok.is_unused(258) && !tok.is_unused(257) && !tok.is_unused(259) && !tok.is_unused(260));
+        let back = Tokenizer::from_json(&tok.to_json()).unwrap();
+        assert_eq!((back.vocab(), back.vocab_size()), (tok.vocab(), 260));
+        assert!(back.is_unused(258));
+    }
+
+    #[test]
     fn json_strings_are_escaped_as_serde_json_does() {
         for text in ["plain", "quote \" and \\ backslash", "\n\r\t\u{8}\u{c}\u{1}\u{1f}", "é中😀\u{7f}", "<|endoftext|>"] {
             let mut out = String::new();
@@ -482,7 +515,7 @@ mod tests {
             "{\"format\": \"other\"}",
             &good.replace("\"version\": 1", "\"version\": 9"),
             &good.replace("[\"Ġ\", \"t\"]", "[\"Ġ\", \"zz\"]"),
-            &good.replace("\"Ġth\": 257", "\"Ġth\": 900"),
+            &good.replace("\"Ġth\": 257", "\"Ġth\": 9000000"),
         ] {
             assert!(matches!(Tokenizer::from_json(bad), Err(BpeError::TokenizerFile(_))), "{bad:.60}");
         }
