@@ -113,6 +113,7 @@ impl Tokenizer {
     pub fn is_unused(&self, id: u32) -> bool {
         self.vocab.get(id as usize).is_some_and(|bytes| bytes.is_empty()) && !self.is_special(id)
     }
+
     pub fn merges(&self) -> &[(u32, u32)] {
         &self.merges
     }
@@ -295,7 +296,7 @@ impl<'a> TokenizerFile<'a> {
         }
         let vocab_entries = self.vocab.ok_or_else(|| invalid("no \"vocab\" object".into()))?.0;
         let largest = vocab_entries.iter().map(|(_, id)| *id).chain(special_tokens.iter().map(|&(_, id)| id as u64)).max();
-        let size = largest.map_or(0, |id| id as usize + 1);
+        let size = largest.map_or(0, |id| id.saturating_add(1) as usize);
         check_unused_ids(size, vocab_entries.len() + special_tokens.len()).map_err(invalid)?;
         let mut vocab: Vec<Option<Vec<u8>>> = vec![None; size];
         let mut place = |id: u32, bytes: Vec<u8>, what: &dyn Fn() -> String| -> Result<(), BpeError> {
@@ -516,6 +517,7 @@ mod tests {
             &good.replace("\"version\": 1", "\"version\": 9"),
             &good.replace("[\"Ġ\", \"t\"]", "[\"Ġ\", \"zz\"]"),
             &good.replace("\"Ġth\": 257", "\"Ġth\": 9000000"),
+            &good.replace("\"Ġth\": 257", "\"Ġth\": 18446744073709551615"),
         ] {
             assert!(matches!(Tokenizer::from_json(bad), Err(BpeError::TokenizerFile(_))), "{bad:.60}");
         }
