@@ -62,6 +62,8 @@ PEER_NOTES = {
                   "special_tokens={SPECIAL: 50256}); 1 thread: encode(text); T threads: "
                   "encode_batch([text], parallel=True) (it splits one long document itself), flattened"),
 }
+NOTE_GPT4 = ("GPT-4-pattern tables: the same calls on a tokenizer pybpe trains (pybpe: Tokenizer.load of it; tiktoken: "
+             "its to_tiktoken(); gigatoken: from_tiktoken(its save_tiktoken export, pretokenizer='gpt4'))")
 NOTE_SPLIT = ("tiktoken and tokenizers encode documents in parallel, not parts of one: a corpus without "
               "<|endoftext|> is one document to them")
 
@@ -434,7 +436,8 @@ def main():
              f"- command: `{command.strip()}`", f"- machine: {machine_line()}", f"- versions: {versions(PEERS)}",
              f"- run time: {elapsed:.0f} s", ""]
     block += speed + cli_lines + targets(rates, all_threads, cli_rate) + compression
-    block += ["Peers:", ""] + [f"- {peer}: {PEER_NOTES[peer]}" for peer in peers] + [f"- {NOTE_SPLIT}", ""]
+    block += ["Peers:", ""] + [f"- {peer}: {PEER_NOTES[peer]}" for peer in peers] + [f"- {NOTE_SPLIT}"]
+    block += ([f"- {NOTE_GPT4}"] if gpt4_corpora else []) + [""]
     print("\n".join(block))
     if args.markdown:
         with open(args.markdown, "a", encoding="utf-8") as f:
