@@ -13,7 +13,7 @@ T=$3; F=${4:-$DATA/corpora/enwiki_extract.txt}; R=${5:-8}; THREADS=${6:-1}
 for i in $(seq $R); do
   for b in A B; do
     bin=$1; [ $b = B ] && bin=$2
-    $bin $T $F --threads $THREADS | awk -v b=$b '/cold/{c=$(NF-2)} /warm/{w=$2} END{print b, c, w}'
+    ${PIN:+taskset -c $PIN} $bin $T $F --threads $THREADS | awk -v b=$b '/cold/{c=$(NF-2)} /warm/{w=$2} END{print b, c, w}'
   done
 done | python3 -c "
 import sys,statistics as st

@@ -41,5 +41,5 @@ print(time.perf_counter() - started)
 fi
 if [ "$T" = cli ]; then TOK=${TOKENIZER:-${GPT2_JSON:-/tmp/gpt2.json}}; else TOK=${TOKENIZER:-}; fi
 for i in $(seq "$R"); do for d in "$A" "$B"; do
-  echo "$d $(cd /tmp && PYTHONPATH=$d PYBPE_DATA=$DATA OPENBLAS_NUM_THREADS=1 python3 -c "$CALL" "$C" "$T" "$TOK")"
+  echo "$d $(cd /tmp && PYTHONPATH=$d PYBPE_DATA=$DATA OPENBLAS_NUM_THREADS=1 ${PIN:+taskset -c $PIN} python3 -c "$CALL" "$C" "$T" "$TOK")"
 done; done | awk '{k=$1; w=$2; s[k]+=w; n[k]++; if(!(k in m)||w<m[k])m[k]=w} END{for(k in s) printf "%s mean %.4f s best %.4f s\n", k, s[k]/n[k], m[k]}'

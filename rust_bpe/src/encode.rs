@@ -110,16 +110,14 @@ impl Block {
         Block { ranges: [(0, 0); BLOCK], keys: [(0, 0); BLOCK], n: 0 }
     }
 
-    /// Packs the keys and asks the cache slots they will look up into L2 (and the slots of
-    /// `vocabulary`, where a pre-token missing from the cache is looked up next, when the
-    /// cache does not hold the vocabulary).
+    /// Packs the keys (and asks the slots of `vocabulary`, where a pre-token missing from
+    /// the cache is looked up next when the cache does not hold the vocabulary, into L2).
     #[inline(always)]
-    fn prepare(&mut self, bytes: &[u8], table: &PreTokenCache, vocabulary: Option<&PackedTable<Cached>>) {
+    fn prepare(&mut self, bytes: &[u8], vocabulary: Option<&PackedTable<Cached>>) {
         for (key, &(start, end)) in self.keys.iter_mut().zip(&self.ranges[..self.n]) {
             *key = if start != SPECIAL && end - start <= MAX_PACKED {
                 let packed = pack_at(bytes, start, end);
                 let h = hash(packed);
-                table.prefetch_l2(h);
                 if let Some(vocabulary) = vocabulary {
                     vocabulary.prefetch_l2(h);
                 }
@@ -128,6 +126,11 @@ impl Block {
                 (0, 0)
             };
         }
+    }
+
+    /// The keys packed so far.
+    fn keys(&self) -> &[(u128, u64)] {
+        &self.keys[..self.n]
     }
 }
 
@@ -385,36 +388,42 @@ impl Encoder {
         }
     }
 
-    /// Packs a full block's keys and asks for the slots its lookups will read.
+    /// Packs a full block's keys; unless a block waits to be encoded (which asks for them
+    /// as it goes), asks for the slots its lookups will read.
     #[inline(always)]
-    fn prepare(&self, block: &mut Block, bytes: &[u8], cache: &Cache) {
+    fn prepare(&self, blocks: &mut Blocks, bytes: &[u8], cache: &Cache) {
         let short = cache.short();
-        block.prepare(bytes, short, (!short.has_vocabulary()).then_some(&self.short_tokens));
+        let block = &mut blocks.pair[blocks.filling];
+        block.prepare(bytes, (!short.has_vocabulary()).then_some(&self.short_tokens));
+        if !blocks.waiting {
+            let lines = short.home_lines();
+            block.keys().iter().for_each(|&(_, h)| lines.prefetch_l2(h));
+        }
     }
 
-    /// The filling block is full: its cache slots are asked for, and the block before it
-    /// is encoded and emptied to be filled next.
+    /// The filling block is full: its keys are packed, and the block before it is encoded
+    /// (asking for the full block's cache slots as it goes) and emptied to be filled next.
     fn rotate<T: TokenId>(&self, blocks: &mut Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         if cache.wants_room() {
             cache.make_room();
         }
-        self.prepare(&mut blocks.pair[blocks.filling], bytes, cache);
+        self.prepare(blocks, bytes, cache);
+        let (f, w) = (blocks.filling, blocks.filling ^ 1);
         if blocks.waiting {
-            let w = blocks.filling ^ 1;
-            self.encode_block(bytes, &blocks.pair[w], cache, out);
+            self.encode_block(bytes, &blocks.pair[w], blocks.pair[f].keys(), cache, out);
             blocks.pair[w].n = 0;
         }
         blocks.waiting = true;
-        blocks.filling ^= 1;
+        blocks.filling = w;
     }
 
     fn finish<T: TokenId>(&self, mut blocks: Blocks, bytes: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         let filling = blocks.filling;
-        self.prepare(&mut blocks.pair[filling], bytes, cache);
+        self.prepare(&mut blocks, bytes, cache);
         if blocks.waiting {
-            self.encode_block(bytes, &blocks.pair[filling ^ 1], cache, out);
+            self.encode_block(bytes, &blocks.pair[filling ^ 1], blocks.pair[filling].keys(), cache, out);
         }
-        self.encode_block(bytes, &blocks.pair[filling], cache, out);
+        self.encode_block(bytes, &blocks.pair[filling], &[], cache, out);
         for block in blocks.pair.iter_mut() {
             block.n = 0;
         }
@@ -424,29 +433,34 @@ impl Encoder {
     /// Encodes a prepared block of pre-tokens: each is looked up in the cache, whose slot
     /// is asked into L1 `AHEAD` lookups before. The loop over hits is kept small; anything
     /// else (a miss, a special token, a long pre-token) goes through `encode_other`.
+    /// The slots of `next`, the block to be encoded after this one, are asked into L2 one
+    /// a lookup, rather than all at once, which would wait for the CPU's line fill buffers.
     #[inline(never)]
-    fn encode_block<T: TokenId>(&self, bytes: &[u8], block: &Block, cache: &mut Cache, out: &mut Vec<T>) {
+    fn encode_block<T: TokenId>(&self, bytes: &[u8], block: &Block, next: &[(u128, u64)], cache: &mut Cache, out: &mut Vec<T>) {
         let n = block.n;
         let keys = &block.keys[..n];
-        for &(_, h) in &keys[..n.min(AHEAD)] {
-            cache.short().prefetch(h);
-        }
+        let lines = cache.short().home_lines();
+        keys[..n.min(AHEAD)].iter().for_each(|&(_, h)| lines.prefetch(h));
         let mut i = 0;
         while i < n {
             // Room for three ids of each pre-token left, written whole and kept as many as
             // there are.
             out.reserve(3 * (n - i));
             let (table, dst, capacity) = (cache.short(), out.as_mut_ptr(), out.capacity());
+            let lines = table.home_lines();
             let mut len = out.len();
             while i < n {
+                if let Some(&(_, h)) = next.get(i) {
+                    lines.prefetch_l2(h);
+                }
                 if let Some(&(_, h)) = keys.get(i + AHEAD) {
-                    table.prefetch(h);
+                    lines.prefetch(h);
                 }
                 let (key, h) = keys[i];
-                if key == 0 {
-                    break; // a special token or a long pre-token
+                let (found, cached) = lines.probe(key, h);
+                if !found | (key == 0) {
+                    break; // a miss, a key past its home line, a special token or a long pre-token
                 }
-                let Some(cached) = table.get(key, h) else { break };
                 if cached.count & IN_ARENA == 0 {
                     // SAFETY: there is room for three ids for each pre-token left (`reserve`
                     // above, and the check below for ids from the arena).
@@ -470,9 +484,16 @@ impl Encoder {
             // SAFETY: the ids up to `len` were written.
             unsafe { out.set_len(len) };
             if i < n {
+                if let Some(&(_, h)) = next.get(i) {
+                    cache.short().home_lines().prefetch_l2(h);
+                }
                 self.encode_other(bytes, block, i, cache, out);
                 i += 1;
             }
+        }
+        if let Some(rest) = next.get(n..) {
+            let lines = cache.short().home_lines();
+            rest.iter().for_each(|&(_, h)| lines.prefetch_l2(h));
         }
     }
 

@@ -84,6 +84,55 @@ pub(crate) struct PreTokenCache {
     vocabulary_taken: AtomicBool,
 }
 
+/// A cache's lines with the mask that picks one, copied out of the cache so that they stay
+/// in registers through a loop that writes ids through raw pointers.
+#[derive(Clone, Copy)]
+pub(crate) struct HomeLines<'c> {
+    lines: *const Line,
+    line_mask: usize,
+    cache: std::marker::PhantomData<&'c PreTokenCache>,
+}
+
+impl HomeLines<'_> {
+    /// Asks the CPU to start loading `hash`'s home line into L1.
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetching is a hint; the address is that of a live line (masked).
+        unsafe {
+            let line = self.lines.add((hash as usize >> 1) & self.line_mask) as *const i8;
+            std::arch::x86_64::_mm_prefetch(line, std::arch::x86_64::_MM_HINT_T0)
+        };
+    }
+
+    /// The same into L2 only: for a lookup hundreds of cycles away, without crowding L1.
+    #[inline(always)]
+    pub fn prefetch_l2(&self, hash: u64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `prefetch`.
+        unsafe {
+            let line = self.lines.add((hash as usize >> 1) & self.line_mask) as *const i8;
+            std::arch::x86_64::_mm_prefetch(line, std::arch::x86_64::_MM_HINT_T1)
+        };
+    }
+
+    /// `key`'s value if it is in the line where its probe begins, which is where nearly
+    /// every key is (`PreTokenCache::get` walks on from there): both slots are read and the
+    /// value picked without a branch, as which of the two holds a key is anybody's guess.
+    /// The flag says whether it was found; the value is another slot's when not.
+    #[inline(always)]
+    pub fn probe(&self, key: u128, hash: u64) -> (bool, Cached) {
+        let (lo, hi) = (key as u64, (key >> 64) as u64);
+        // SAFETY: the index is masked to the cache's lines, which live as long as 'c.
+        let [first, second] = unsafe { &(*self.lines.add((hash as usize >> 1) & self.line_mask)).0 };
+        let in_first = (first.key[1].load(Ordering::Acquire) == hi) & (first.key[0].load(Ordering::Relaxed) == lo);
+        let in_second = (second.key[1].load(Ordering::Acquire) == hi) & (second.key[0].load(Ordering::Relaxed) == lo);
+        let pick = (in_first as u64).wrapping_neg();
+        let word = |i: usize| first.value[i].load(Ordering::Relaxed) & pick | second.value[i].load(Ordering::Relaxed) & !pick;
+        (in_first | in_second, Cached::from_words([word(0), word(1)]))
+    }
+}
+
 /// Zeroed memory for `n` items of `T`, taken from the kernel page by page as it is used.
 fn zeroed<T: ZeroValid>(n: usize) -> ZeroedBuffer<T> {
     // SAFETY: all-zero bytes are a valid T (`ZeroValid`).
@@ -166,28 +215,6 @@ impl PreTokenCache {
         (hash as usize & self.mask) >> 1
     }
 
-    /// Asks the CPU to start loading the line where `hash` begins its probe into L1.
-    #[inline(always)]
-    pub fn prefetch(&self, hash: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let line = &self.lines[self.line_of(hash)] as *const Line as *const i8;
-            // SAFETY: prefetching is a hint; the address is that of a live line.
-            unsafe { std::arch::x86_64::_mm_prefetch(line, std::arch::x86_64::_MM_HINT_T0) };
-        }
-    }
-
-    /// The same into L2 only: for a lookup hundreds of cycles away, without crowding L1.
-    #[inline(always)]
-    pub fn prefetch_l2(&self, hash: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let line = &self.lines[self.line_of(hash)] as *const Line as *const i8;
-            // SAFETY: prefetching is a hint; the address is that of a live line.
-            unsafe { std::arch::x86_64::_mm_prefetch(line, std::arch::x86_64::_MM_HINT_T1) };
-        }
-    }
-
     /// The slot's value if it holds `key` (published).
     #[inline(always)]
     fn value_if(slot: &Slot, lo: u64, hi: u64) -> Option<Cached> {
@@ -195,6 +222,12 @@ impl PreTokenCache {
             return Some(Cached::from_words([slot.value[0].load(Ordering::Relaxed), slot.value[1].load(Ordering::Relaxed)]));
         }
         None
+    }
+
+    /// The table's lines, for `HomeLines::probe` over a block of lookups.
+    #[inline(always)]
+    pub fn home_lines(&self) -> HomeLines<'_> {
+        HomeLines { lines: self.lines.as_ptr(), line_mask: self.mask >> 1, cache: std::marker::PhantomData }
     }
 
     #[inline(always)]
@@ -313,7 +346,7 @@ impl PreTokenCache {
             }
             let key = (hi as u128) << 64 | slot.key[0].load(Ordering::Relaxed) as u128;
             let hash = crate::packed_table::hash(key);
-            grown.prefetch(hash);
+            grown.home_lines().prefetch(hash);
             batch[filled] = (key, hash, [slot.value[0].load(Ordering::Relaxed), slot.value[1].load(Ordering::Relaxed)]);
             filled += 1;
             if filled == BATCH {
@@ -458,5 +491,26 @@ mod tests {
         let mut arena_full = Inserts::default();
         let stored = (0..).take_while(|_| cache.store_in_arena(&[1, 2, 3, 4], &mut arena_full).is_some()).count();
         assert_eq!(stored, cache.arena_len() / ARENA_BLOCK * (ARENA_BLOCK / 4));
+    }
+
+    #[test]
+    fn a_probe_finds_either_slot_of_the_home_line_and_nothing_past_it() {
+        let cache = PreTokenCache::with_capacity(1000);
+        let mut inserts = Inserts::default();
+        // Four keys given the same hash: the first two fill its line, the others the next.
+        let h = 6;
+        for i in 0..4 {
+            assert!(cache.insert(key(i), h, Cached::inline(&[i as u32, 10 + i as u32]), &mut inserts));
+        }
+        let lines = cache.home_lines();
+        for i in 0..2 {
+            assert_eq!(lines.probe(key(i), h), (true, Cached::inline(&[i as u32, 10 + i as u32])));
+        }
+        for i in 2..5 {
+            assert!(!lines.probe(key(i), h).0, "key {i}");
+            assert_eq!(cache.get(key(i), h).is_some(), i < 4);
+        }
+        // A key whose home line is empty.
+        assert!(!lines.probe(key(0), h + 2).0);
     }
 }
