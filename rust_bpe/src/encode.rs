@@ -560,6 +560,9 @@ impl Encoder {
             prev[j] = (j as u8).wrapping_sub(1);
         }
         let key = |rank: u32, at: usize| if rank == u32::MAX { u32::MAX } else { rank << 4 | at as u32 };
+        // Parts past the end and before the start are 0 (index N - 1): a harmless address
+        // for a prefetch.
+        let part = |parts: &[u32; N], at: usize| parts[at.min(N - 1)];
         for j in 0..n.saturating_sub(1) {
             keys[j] = key(self.byte_pair_ranks[(piece[j] as usize) << 8 | piece[j + 1] as usize], j);
         }
@@ -575,18 +578,29 @@ impl Encoder {
             let k = next[j] as usize;
             next[i] = k as u8;
             let p = prev[i];
-            // Both lookups' lines asked for before either is probed (parts past the end
-            // and before the start are 0: a harmless address).
-            self.pair_ranks.prefetch(merged, parts[k.min(N - 1)]);
-            self.pair_ranks.prefetch(parts[(p as usize).min(N - 1)], merged);
+            // Both lookups' lines asked for before either is probed; and for a pair found,
+            // the lines of the lookups its own merge will make, as most pairs keep their
+            // neighbours until they merge (a round waits on no earlier round's lookups).
+            self.pair_ranks.prefetch(merged, part(&parts, k));
+            self.pair_ranks.prefetch(part(&parts, p as usize), merged);
             keys[i] = if k < n {
                 prev[k] = i as u8;
-                key(self.pair_ranks.get(merged, parts[k]), i)
+                let rank = self.pair_ranks.get(merged, parts[k]);
+                if rank != u32::MAX {
+                    self.pair_ranks.prefetch(part(&parts, p as usize), rank);
+                    self.pair_ranks.prefetch(rank, part(&parts, next[k] as usize));
+                }
+                key(rank, i)
             } else {
                 u32::MAX
             };
             if p != u8::MAX {
-                keys[p as usize] = key(self.pair_ranks.get(parts[p as usize], merged), p as usize);
+                let rank = self.pair_ranks.get(parts[p as usize], merged);
+                if rank != u32::MAX {
+                    self.pair_ranks.prefetch(part(&parts, prev[p as usize] as usize), rank);
+                    self.pair_ranks.prefetch(rank, part(&parts, k));
+                }
+                keys[p as usize] = key(rank, p as usize);
             }
         }
         let (mut count, mut at) = (0, 0);
