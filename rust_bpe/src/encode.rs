@@ -340,7 +340,7 @@ impl Encoder {
     }
 
     /// Appends the ids of the pre-tokens of `text`, a block of them at a time: while one
-    /// block is split, the cache slots of the block before it are asked into L2, so that
+    /// block is encoded, the cache slots of the block after it are asked into L2, so that
     /// by the time that block is encoded they have come from memory.
     fn encode_text<T: TokenId>(&self, text: &str, cache: &mut Cache, out: &mut Vec<T>) {
         let mut blocks = Blocks::of(cache);
