@@ -93,16 +93,20 @@ pub(crate) struct HomeLines<'c> {
     cache: std::marker::PhantomData<&'c PreTokenCache>,
 }
 
-impl HomeLines<'_> {
+impl<'c> HomeLines<'c> {
+    /// The line where the probe of `hash` begins.
+    #[inline(always)]
+    fn line(&self, hash: u64) -> &'c Line {
+        // SAFETY: the index is masked to the cache's lines, which live as long as 'c.
+        unsafe { &*self.lines.add((hash as usize >> 1) & self.line_mask) }
+    }
+
     /// Asks the CPU to start loading `hash`'s home line into L1.
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetching is a hint; the address is that of a live line (masked).
-        unsafe {
-            let line = self.lines.add((hash as usize >> 1) & self.line_mask) as *const i8;
-            std::arch::x86_64::_mm_prefetch(line, std::arch::x86_64::_MM_HINT_T0)
-        };
+        // SAFETY: prefetching is a hint; the address is that of a live line.
+        unsafe { std::arch::x86_64::_mm_prefetch(self.line(hash) as *const Line as *const i8, std::arch::x86_64::_MM_HINT_T0) };
     }
 
     /// The same into L2 only: for a lookup hundreds of cycles away, without crowding L1.
@@ -110,10 +114,7 @@ impl HomeLines<'_> {
     pub fn prefetch_l2(&self, hash: u64) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `prefetch`.
-        unsafe {
-            let line = self.lines.add((hash as usize >> 1) & self.line_mask) as *const i8;
-            std::arch::x86_64::_mm_prefetch(line, std::arch::x86_64::_MM_HINT_T1)
-        };
+        unsafe { std::arch::x86_64::_mm_prefetch(self.line(hash) as *const Line as *const i8, std::arch::x86_64::_MM_HINT_T1) };
     }
 
     /// `key`'s value if it is in the line where its probe begins, which is where nearly
@@ -123,8 +124,7 @@ impl HomeLines<'_> {
     #[inline(always)]
     pub fn probe(&self, key: u128, hash: u64) -> (bool, Cached) {
         let (lo, hi) = (key as u64, (key >> 64) as u64);
-        // SAFETY: the index is masked to the cache's lines, which live as long as 'c.
-        let [first, second] = unsafe { &(*self.lines.add((hash as usize >> 1) & self.line_mask)).0 };
+        let [first, second] = &self.line(hash).0;
         let in_first = (first.key[1].load(Ordering::Acquire) == hi) & (first.key[0].load(Ordering::Relaxed) == lo);
         let in_second = (second.key[1].load(Ordering::Acquire) == hi) & (second.key[0].load(Ordering::Relaxed) == lo);
         let pick = (in_first as u64).wrapping_neg();
