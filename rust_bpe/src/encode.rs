@@ -484,9 +484,7 @@ impl Encoder {
             // SAFETY: the ids up to `len` were written.
             unsafe { out.set_len(len) };
             if i < n {
-                if let Some(&(_, h)) = next.get(i) {
-                    cache.short().home_lines().prefetch_l2(h);
-                }
+                // (`next[i]` was asked for in the loop's iteration that stopped here.)
                 self.encode_other(bytes, block, i, cache, out);
                 i += 1;
             }
