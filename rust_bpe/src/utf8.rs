@@ -30,7 +30,7 @@ pub fn push_utf8<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surr
     out.reserve(units.len() * U::MAX_UTF8 + SLACK);
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512bw") {
+        if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vbmi2") {
             // SAFETY: the CPU has the features the function is compiled for.
             return unsafe { push_utf8_avx512(units, out) };
         }
@@ -42,10 +42,61 @@ pub fn push_utf8<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surr
     push_utf8_reserved(units, out)
 }
 
+/// Sixteen units at a time: each becomes the (up to four) bytes of its UTF-8 in a 32-bit
+/// lane, and the bytes in use are packed together (`vpcompressb`); a run of ASCII is
+/// narrowed. A lone surrogate sends its sixteen units through the scalar loop, which says
+/// where it is.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,bmi2")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx2,bmi2")]
 unsafe fn push_utf8_avx512<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surrogate> {
-    push_utf8_reserved(units, out)
+    use std::arch::x86_64::*;
+    debug_assert!(out.capacity() - out.len() >= units.len() * U::MAX_UTF8 + SLACK);
+    let src = units.as_ptr();
+    let dst = out.as_mut_ptr();
+    let mut len = out.len();
+    let mut i = 0;
+    let splat = |x: u32| _mm512_set1_epi32(x as i32);
+    while i + 16 <= units.len() {
+        let c = match std::mem::size_of::<U>() {
+            1 => _mm512_cvtepu8_epi32(_mm_loadu_si128(src.add(i) as *const __m128i)),
+            2 => _mm512_cvtepu16_epi32(_mm256_loadu_si256(src.add(i) as *const __m256i)),
+            _ => _mm512_loadu_si512(src.add(i) as *const __m512i),
+        };
+        let two_bytes = _mm512_cmpge_epu32_mask(c, splat(0x80));
+        if two_bytes == 0 {
+            _mm_storeu_si128(dst.add(len) as *mut __m128i, _mm512_cvtepi32_epi8(c));
+            len += 16;
+            i += 16;
+            continue;
+        }
+        if _mm512_cmpeq_epi32_mask(_mm512_and_si512(c, splat(!0x7FF)), splat(0xD800)) != 0 {
+            out.set_len(len);
+            return push_utf8_reserved(&units[i..i + 16], out).map_err(|Surrogate(k)| Surrogate(i + k));
+        }
+        let three_bytes = _mm512_cmpge_epu32_mask(c, splat(0x800));
+        let four_bytes = _mm512_cmpge_epu32_mask(c, splat(0x10000));
+        let low6 = |shift: u32| _mm512_or_si512(_mm512_and_si512(_mm512_srlv_epi32(c, splat(shift)), splat(0x3F)), splat(0x80));
+        let (c0, c6, c12) = (low6(0), low6(6), low6(12));
+        let lead = |shift: u32, bits: u32| _mm512_or_si512(_mm512_srlv_epi32(c, splat(shift)), splat(bits));
+        let two = _mm512_or_si512(lead(6, 0xC0), _mm512_slli_epi32(c0, 8));
+        let three = _mm512_or_si512(_mm512_or_si512(lead(12, 0xE0), _mm512_slli_epi32(c6, 8)), _mm512_slli_epi32(c0, 16));
+        let four = _mm512_or_si512(
+            _mm512_or_si512(lead(18, 0xF0), _mm512_slli_epi32(c12, 8)),
+            _mm512_or_si512(_mm512_slli_epi32(c6, 16), _mm512_slli_epi32(c0, 24)),
+        );
+        let mut bytes = _mm512_mask_mov_epi32(c, two_bytes, two);
+        bytes = _mm512_mask_mov_epi32(bytes, three_bytes, three);
+        bytes = _mm512_mask_mov_epi32(bytes, four_bytes, four);
+        let mut used = _mm512_mask_mov_epi32(splat(0xFF), two_bytes, splat(0xFFFF));
+        used = _mm512_mask_mov_epi32(used, three_bytes, splat(0xFF_FFFF));
+        used = _mm512_mask_mov_epi32(used, four_bytes, splat(u32::MAX));
+        let keep = _mm512_test_epi8_mask(used, used);
+        _mm512_storeu_si512(dst.add(len) as *mut __m512i, _mm512_maskz_compress_epi8(keep, bytes));
+        len += keep.count_ones() as usize;
+        i += 16;
+    }
+    out.set_len(len);
+    push_utf8_reserved(&units[i..], out).map_err(|Surrogate(k)| Surrogate(i + k))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -54,8 +105,9 @@ unsafe fn push_utf8_avx2<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<
     push_utf8_reserved(units, out)
 }
 
-/// Bytes reserved past the worst case, for a character written as four bytes.
-const SLACK: usize = 3;
+/// Bytes reserved past the worst case: for a character written as four bytes, and for
+/// the whole 64-byte store of sixteen units' UTF-8 (`push_utf8_avx512`).
+const SLACK: usize = 64;
 
 /// The UTF-8 of code point `c` in the low `n` bytes of a little-endian u32, without
 /// branches (the length changes from one character to the next in most scripts' text).
@@ -169,5 +221,14 @@ mod tests {
         assert_eq!(utf8_of(&units), Err(Surrogate(45)));
         let units: Vec<u32> = vec![0x61, 0xD800, 0x62];
         assert_eq!(utf8_of(&units), Err(Surrogate(1)));
+        // Among characters of every length, wherever it falls in a run of sixteen units.
+        let text: Vec<u32> = "a\u{e9}\u{20ac}b".repeat(20).chars().map(|c| c as u32).collect();
+        for at in 0..text.len() {
+            let mut ucs4 = text.clone();
+            ucs4[at] = 0xDFFF;
+            assert_eq!(utf8_of(&ucs4), Err(Surrogate(at)));
+            let ucs2: Vec<u16> = ucs4.iter().map(|&c| c as u16).collect();
+            assert_eq!(utf8_of(&ucs2), Err(Surrogate(at)));
+        }
     }
 }
