@@ -1,17 +1,20 @@
-//! Pre-token boundaries of the built-in patterns found 64 bytes at a time where the
-//! text is ASCII.
+//! Pre-token boundaries of the built-in patterns found 64 bytes at a time.
 //!
 //! The character classes of a block become bit masks (bit i for byte i), and each
-//! pattern's rules become shifts and ands of them (`gpt2_starts`, `gpt4_starts`).
+//! pattern's rules become shifts and ands of them (`gpt2_starts`, `gpt4_starts`). Under
+//! GPT-2's rules the bytes of a non-ASCII letter, number or other character take its class
+//! (`classify_non_ascii`), so no rule starts a pre-token inside it; GPT-4's rules read
+//! ASCII only.
 //!
 //! A block starts where a pre-token starts. Only the boundaries that the bytes of the
 //! block decide are taken: none at its last byte (that needs the byte after it) and none
-//! from the byte before its first non-ASCII byte on; the pattern's scalar state machine in
-//! `pretokenize` goes on from there.
+//! from the byte before its first byte of unknown class on (non-ASCII whitespace, a
+//! character the block's end cuts, or under GPT-4 any non-ASCII byte); the pattern's
+//! scalar state machine in `pretokenize` goes on from there.
 
 use std::marker::PhantomData;
 
-use crate::pretokenize::{gpt2_token_end, gpt4_token_end};
+use crate::pretokenize::{decode_utf8, gpt2_token_end, gpt4_token_end, unicode_classes, Class};
 
 /// One bit per byte of a 64-byte block.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -25,6 +28,8 @@ pub(crate) struct Masks {
     /// '\r' and '\n'.
     newline: u64,
     high: u64,
+    /// The first bytes of non-ASCII characters (0xC0 and up).
+    lead: u64,
     apostrophe: u64,
     /// The letters that follow an apostrophe in a contraction: s d m t, l, v or r, e (in
     /// either case where the pattern ignores case).
@@ -52,6 +57,7 @@ pub(crate) fn masks_portable(block: &[u8; 64], fold_case: bool) -> Masks {
         set(&mut m.blank, b == b' ');
         set(&mut m.newline, matches!(b, b'\r' | b'\n'));
         set(&mut m.high, b >= 0x80);
+        set(&mut m.lead, b >= 0xC0);
         set(&mut m.apostrophe, b == b'\'');
         set(&mut m.sdmt, matches!(folded, b's' | b'd' | b'm' | b't'));
         set(&mut m.l, folded == b'l');
@@ -95,8 +101,14 @@ unsafe fn masks_avx2(block: &[u8; 64], fold_case: bool) -> Masks {
     let space = blank | bits(within(lo, b'\t', b'\r'), within(hi, b'\t', b'\r'));
     let newline = eq(b'\n') | eq(b'\r');
     let high = bits(lo, hi);
+    let lead = if high == 0 {
+        0
+    } else {
+        let above_continuation = _mm256_set1_epi8(0xBF_u8 as i8);
+        high & bits(_mm256_cmpgt_epi8(lo, above_continuation), _mm256_cmpgt_epi8(hi, above_continuation))
+    };
     let apostrophe = eq(b'\'');
-    let mut m = Masks { letter, digit, space, blank, newline, high, apostrophe, ..Masks::default() };
+    let mut m = Masks { letter, digit, space, blank, newline, high, lead, apostrophe, ..Masks::default() };
     if apostrophe != 0 && fold_case {
         m.sdmt = eq_folded(b's') | eq_folded(b'd') | eq_folded(b'm') | eq_folded(b't');
         m.l = eq_folded(b'l');
@@ -109,6 +121,36 @@ unsafe fn masks_avx2(block: &[u8; 64], fold_case: bool) -> Masks {
         m.e = eq(b'e');
     }
     m
+}
+
+/// Puts the block's non-ASCII letters and numbers into the class masks, and takes every
+/// non-ASCII character it classifies out of `high` (an other is what is in no mask). It
+/// stops at non-ASCII whitespace, which GPT-2's rules read byte by byte, and at a character
+/// the block's end cuts: `high` keeps the bytes from there on.
+#[inline(always)]
+fn classify_non_ascii(block: &[u8; 64], m: &mut Masks) {
+    let classes = unicode_classes();
+    let mut leads = m.lead;
+    let mut unknown = 64u32;
+    while leads != 0 {
+        let at = leads.trailing_zeros() as usize;
+        leads &= leads - 1;
+        let len = 2 + (block[at] >= 0xE0) as usize + (block[at] >= 0xF0) as usize;
+        if at + len > 64 {
+            unknown = at as u32;
+            break;
+        }
+        let (cp, _) = decode_utf8(block, at);
+        let class = classes[cp as usize];
+        if class == Class::Space as u8 {
+            unknown = at as u32;
+            break;
+        }
+        let bits = ((1u64 << len) - 1) << at;
+        m.letter |= bits & 0u64.wrapping_sub((class == Class::Letter as u8) as u64);
+        m.digit |= bits & 0u64.wrapping_sub((class == Class::Number as u8) as u64);
+    }
+    m.high &= u64::MAX.checked_shl(unknown).unwrap_or(0);
 }
 
 /// Bits 1..=ascii-2 of the block, where `ascii` bytes start it: a start at byte i needs
@@ -136,7 +178,8 @@ fn before(x: u64) -> u64 {
 
 /// GPT-2 pre-token starts decided by the block (bit i: one starts at byte i), bit 0
 /// excluded. `'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
-/// starts a pre-token at byte i (of ASCII text) exactly when:
+/// starts a pre-token at byte i exactly when (each byte of a non-ASCII character having
+/// its class, and whitespace being ASCII):
 /// - bytes i-1 and i are both non-space and of different classes (letter, digit, other),
 ///   except inside a contraction such as `'ll`;
 /// - byte i-1 is whitespace other than ' ' and byte i is not whitespace (a ' ' joins the
@@ -241,6 +284,8 @@ pub(crate) fn gpt4_starts(m: &Masks) -> u64 {
 pub(crate) trait BlockRules {
     /// Whether contractions match in either case.
     const FOLD_CASE: bool;
+    /// Whether `starts` reads non-ASCII characters put in the masks by `classify_non_ascii`.
+    const CLASSIFIES_NON_ASCII: bool;
     fn starts(m: &Masks) -> u64;
     fn token_end(bytes: &[u8], at: usize) -> usize;
 }
@@ -249,6 +294,7 @@ pub(crate) struct Gpt2Rules;
 
 impl BlockRules for Gpt2Rules {
     const FOLD_CASE: bool = false;
+    const CLASSIFIES_NON_ASCII: bool = true;
 
     #[inline(always)]
     fn starts(m: &Masks) -> u64 {
@@ -265,6 +311,7 @@ pub(crate) struct Gpt4Rules;
 
 impl BlockRules for Gpt4Rules {
     const FOLD_CASE: bool = true;
+    const CLASSIFIES_NON_ASCII: bool = false;
 
     #[inline(always)]
     fn starts(m: &Masks) -> u64 {
@@ -344,7 +391,10 @@ impl<'a, R: BlockRules> BlockSplits<'a, R> {
             }
             if start >= self.scalar_until && start + 64 <= n {
                 let block: &[u8; 64] = bytes[start..start + 64].try_into().expect("64 bytes");
-                let m = masks(block);
+                let mut m = masks(block);
+                if R::CLASSIFIES_NON_ASCII && m.high != 0 {
+                    classify_non_ascii(block, &mut m);
+                }
                 pending = R::starts(&m);
                 if pending != 0 {
                     self.base = start;
@@ -439,19 +489,28 @@ mod tests {
         let alphabet = [
             "a", "B", "s", "l", "e", "v", "t", "re", " ", " ", "  ", "\n", "\t", "\r\n", "!", ".", "1", "42", "'", "'s",
             "'ll", "'ve", "'S", "'LL", "'Ve", "\r", "\x0b", "\x0c", "12345", "\n\n", " \n", "\t\n", "?!", ".\n", ",", "\x1c",
-            "é", "中", "\u{a0}", "\u{3000}", "😀", "\u{85}", "word ", " the",
+            "word ", " the",
+            // Non-ASCII: letters, numbers, others (a combining mark is one) and whitespace of
+            // two to four bytes.
+            "é", "中", "ж", "жизнь", " Ωμέγα", "\u{10348}", "٣", "²", "\u{1d7d9}", "—", "«", "€", "\u{301}", "😀", "\u{a0}",
+            "\u{3000}", "\u{85}", "\u{2028}",
         ];
-        // The non-ASCII pieces, last, are drawn in one text of three.
-        let ascii = alphabet.len() - 8;
+        let ascii = alphabet.iter().position(|piece| !piece.is_ascii()).expect("non-ASCII pieces");
         let mut seed = 99u64;
-        for round in 0..6000 {
+        for round in 0..9000 {
             let mut text = String::new();
             let pieces = 20 + round % 150;
             for _ in 0..pieces {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                // Mostly ASCII, as real text is, so that blocks are taken.
+                // Texts of three kinds in turn: ASCII, as English is, so that blocks are
+                // taken; any piece; mostly non-ASCII.
                 let i = (seed >> 33) as usize % alphabet.len();
-                let i = if round % 3 == 0 || i < ascii { i } else { i % ascii };
+                let i = match round % 3 {
+                    0 => i % ascii,
+                    1 => i,
+                    _ if i % 4 == 0 => i % ascii,
+                    _ => ascii + i % (alphabet.len() - ascii),
+                };
                 text.push_str(alphabet[i]);
             }
             assert_blocks_split_like_the_state_machine(&text);

@@ -210,7 +210,7 @@ pub fn unpack(key: u128) -> Vec<u8> {
 /// The character classes the patterns use: `\p{L}`, `\p{N}`, `\s`, and everything else.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
-enum Class {
+pub(crate) enum Class {
     Letter = 0,
     Number = 1,
     Space = 2,
@@ -289,7 +289,7 @@ fn class_at(bytes: &[u8], at: usize) -> (Class, usize) {
 
 /// Decodes the (valid) UTF-8 character of two or more bytes starting at `at`.
 #[inline(always)]
-fn decode_utf8(bytes: &[u8], at: usize) -> (u32, usize) {
+pub(crate) fn decode_utf8(bytes: &[u8], at: usize) -> (u32, usize) {
     let b0 = bytes[at] as u32;
     if b0 < 0xE0 {
         (((b0 & 0x1F) << 6) | (bytes[at + 1] as u32 & 0x3F), 2)
