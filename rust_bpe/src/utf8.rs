@@ -44,7 +44,7 @@ pub fn push_utf8<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surr
 
 /// Sixteen units at a time: each becomes the (up to four) bytes of its UTF-8 in a 32-bit
 /// lane, and the bytes in use are packed together (`vpcompressb`); a run of ASCII is
-/// narrowed. A lone surrogate sends its sixteen units through the scalar loop, which says
+/// narrowed, 64 units at a time once sixteen were ASCII. A lone surrogate sends its sixteen units through the scalar loop, which says
 /// where it is.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx2,bmi2")]
@@ -56,13 +56,45 @@ unsafe fn push_utf8_avx512<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Resul
     let mut len = out.len();
     let mut i = 0;
     let splat = |x: u32| _mm512_set1_epi32(x as i32);
+    let mut after_ascii = true;
     while i + 16 <= units.len() {
+        // Within a run of ASCII, 64 units at a time.
+        if after_ascii && i + 64 <= units.len() {
+            let at = src.add(i) as *const __m512i;
+            let to = dst.add(len);
+            let a = _mm512_loadu_si512(at);
+            let b = if std::mem::size_of::<U>() > 1 { _mm512_loadu_si512(at.add(1)) } else { a };
+            let (c, d) = if std::mem::size_of::<U>() > 2 { (_mm512_loadu_si512(at.add(2)), _mm512_loadu_si512(at.add(3))) } else { (a, b) };
+            let ascii = match std::mem::size_of::<U>() {
+                1 => _mm512_movepi8_mask(a) == 0,
+                2 => _mm512_test_epi16_mask(_mm512_or_si512(a, b), _mm512_set1_epi16(!0x7F)) == 0,
+                _ => _mm512_test_epi32_mask(_mm512_or_si512(_mm512_or_si512(a, b), _mm512_or_si512(c, d)), splat(!0x7F)) == 0,
+            };
+            if ascii {
+                match std::mem::size_of::<U>() {
+                    1 => _mm512_storeu_si512(to as *mut __m512i, a),
+                    2 => {
+                        _mm256_storeu_si256(to as *mut __m256i, _mm512_cvtepi16_epi8(a));
+                        _mm256_storeu_si256(to.add(32) as *mut __m256i, _mm512_cvtepi16_epi8(b));
+                    }
+                    _ => {
+                        for (k, v) in [a, b, c, d].into_iter().enumerate() {
+                            _mm_storeu_si128(to.add(16 * k) as *mut __m128i, _mm512_cvtepi32_epi8(v));
+                        }
+                    }
+                }
+                len += 64;
+                i += 64;
+                continue;
+            }
+        }
         let c = match std::mem::size_of::<U>() {
             1 => _mm512_cvtepu8_epi32(_mm_loadu_si128(src.add(i) as *const __m128i)),
             2 => _mm512_cvtepu16_epi32(_mm256_loadu_si256(src.add(i) as *const __m256i)),
             _ => _mm512_loadu_si512(src.add(i) as *const __m512i),
         };
         let two_bytes = _mm512_cmpge_epu32_mask(c, splat(0x80));
+        after_ascii = two_bytes == 0;
         if two_bytes == 0 {
             _mm_storeu_si128(dst.add(len) as *mut __m128i, _mm512_cvtepi32_epi8(c));
             len += 16;
@@ -211,6 +243,21 @@ mod tests {
             let latin1: Vec<u8> = ucs4.iter().map(|&c| c as u8).collect();
             let expected: String = latin1.iter().map(|&b| b as char).collect();
             assert_eq!(utf8_of(&latin1).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn ascii_runs_of_any_length_end_where_they_do() {
+        for run in 0..200 {
+            let text = format!("{}\u{e9}\u{20ac}\u{1f600}{}z", "x".repeat(run), "y".repeat(run % 150));
+            let ucs4: Vec<u32> = text.chars().map(|c| c as u32).collect();
+            assert_eq!(utf8_of(&ucs4).unwrap(), text);
+            let bmp: String = text.chars().filter(|&c| (c as u32) < 0x10000).collect();
+            let ucs2: Vec<u16> = bmp.chars().map(|c| c as u16).collect();
+            assert_eq!(utf8_of(&ucs2).unwrap(), bmp);
+            let latin1: String = text.chars().filter(|&c| (c as u32) < 0x100).collect();
+            let units: Vec<u8> = latin1.chars().map(|c| c as u8).collect();
+            assert_eq!(utf8_of(&units).unwrap(), latin1);
         }
     }
 
