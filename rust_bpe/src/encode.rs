@@ -44,8 +44,10 @@ pub struct Encoder {
     /// The rank of each pair of single bytes (first byte << 8 | second), u32::MAX if none:
     /// the first round of every merge, without hashing.
     byte_pair_ranks: Vec<u32>,
-    /// Whether every id fits in 28 bits, as `merge_short` needs.
+    /// Whether every id fits in 28 bits, as `merge_short` needs, and in 25 bits, as the
+    /// same merge of up to 64 bytes needs.
     short_keys_fit: bool,
+    medium_keys_fit: bool,
     /// Every token of at most 15 bytes, by its packed bytes: asked when a pre-token is
     /// first met, and copied into a cache that will see a text long enough to meet most
     /// of them.
@@ -244,13 +246,14 @@ impl Encoder {
             }
         }
         let pair_ranks = PairRanks::new(&pairs, vocab.len());
-        let short_keys_fit = vocab.len() < 1 << 28;
+        let (short_keys_fit, medium_keys_fit) = (vocab.len() < 1 << 28, vocab.len() < 1 << 25);
         Encoder {
             tokenizer,
             pair_ranks,
             byte_ids,
             byte_pair_ranks,
             short_keys_fit,
+            medium_keys_fit,
             short_tokens,
             long_tokens,
             cache: RwLock::new(PreTokenCache::with_capacity(0)),
@@ -534,20 +537,45 @@ impl Encoder {
         push_cached(&cached, short, out);
     }
 
-    /// tiktoken's merge of a pre-token of at most 15 bytes, on the stack: each pair is keyed
-    /// (merged id << 4 | position of its left part), so the lowest key is the pair to merge
-    /// next (lowest rank, leftmost first), and parts are linked instead of moved.
+    /// tiktoken's merge of a pre-token of at most 15 bytes (see `merge_linked`).
     /// Writes the ids to `ids` and returns how many.
     fn merge_short(&self, piece: &[u8], ids: &mut [u32; MAX_PACKED]) -> usize {
-        const N: usize = MAX_PACKED + 1;
-        let n = piece.len();
-        debug_assert!(n <= MAX_PACKED);
+        debug_assert!(piece.len() <= MAX_PACKED);
         if !self.short_keys_fit {
             let (mut parts, mut ranks) = (Vec::new(), Vec::new());
             self.merge_into(piece, &mut parts, &mut ranks);
             ids[..parts.len()].copy_from_slice(&parts);
             return parts.len();
         }
+        self.merge_linked::<{ MAX_PACKED + 1 }, 4>(piece, ids)
+    }
+
+    /// `merge_linked` of a pre-token of 16 to 64 bytes, whose search for the lowest key
+    /// goes through up to 63 keys a round: with AVX2 where the CPU has it.
+    fn merge_medium(&self, piece: &[u8], ids: &mut [u32; 64]) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { self.merge_medium_avx2(piece, ids) };
+        }
+        self.merge_linked::<65, 7>(piece, ids)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn merge_medium_avx2(&self, piece: &[u8], ids: &mut [u32; 64]) -> usize {
+        self.merge_linked::<65, 7>(piece, ids)
+    }
+
+    /// tiktoken's merge of a pre-token of fewer than `N` bytes, on the stack: each pair is
+    /// keyed (merged id << SHIFT | position of its left part; `N` <= 1 << SHIFT, and every
+    /// id below 1 << (32 - SHIFT)), so the lowest key is the pair to merge next (lowest
+    /// rank, leftmost first), and parts are linked instead of moved.
+    /// Writes the ids to `ids` and returns how many.
+    #[inline(always)]
+    fn merge_linked<const N: usize, const SHIFT: u32>(&self, piece: &[u8], ids: &mut [u32]) -> usize {
+        let n = piece.len();
+        debug_assert!(n < N && N <= 1 << SHIFT && u8::try_from(N).is_ok());
         let mut parts = [0u32; N];
         let mut keys = [u32::MAX; N];
         let mut next = [0u8; N];
@@ -557,7 +585,7 @@ impl Encoder {
             next[j] = j as u8 + 1;
             prev[j] = (j as u8).wrapping_sub(1);
         }
-        let key = |rank: u32, at: usize| if rank == u32::MAX { u32::MAX } else { rank << 4 | at as u32 };
+        let key = |rank: u32, at: usize| if rank == u32::MAX { u32::MAX } else { rank << SHIFT | at as u32 };
         // Parts past the end and before the start are 0 (index N - 1): a harmless address
         // for a prefetch.
         let part = |parts: &[u32; N], at: usize| parts[at.min(N - 1)];
@@ -569,7 +597,7 @@ impl Encoder {
             if best == u32::MAX {
                 break;
             }
-            let (i, merged) = ((best & 15) as usize, best >> 4);
+            let (i, merged) = ((best & ((1 << SHIFT) - 1)) as usize, best >> SHIFT);
             let j = next[i] as usize;
             parts[i] = merged;
             keys[j] = u32::MAX;
@@ -633,6 +661,12 @@ impl Encoder {
     fn merge_to_ids(&self, piece: &[u8], local: &mut Scratch) {
         if piece.len() > 64 {
             return self.merge_long(piece, &mut local.long_ids);
+        }
+        if self.medium_keys_fit {
+            let mut ids = [0u32; 64];
+            let count = self.merge_medium(piece, &mut ids);
+            local.long_ids.extend_from_slice(&ids[..count]);
+            return;
         }
         self.merge_into(piece, &mut local.parts, &mut local.ranks);
         local.long_ids.extend_from_slice(&local.parts);
@@ -1206,6 +1240,9 @@ mod tests {
                 let (mut parts, mut ranks) = (Vec::new(), Vec::new());
                 enc.merge_into(piece.as_bytes(), &mut parts, &mut ranks);
                 assert_eq!(parts, long, "n = {n}");
+                let mut linked = [0; 64];
+                let count = enc.merge_linked::<65, 7>(piece.as_bytes(), &mut linked);
+                assert_eq!(linked[..count], long, "n = {n}");
             }
             if n <= MAX_PACKED {
                 let mut short = [0; MAX_PACKED];
@@ -1234,6 +1271,9 @@ mod tests {
             let (mut parts, mut ranks) = (Vec::new(), Vec::new());
             enc.merge_into(&piece, &mut parts, &mut ranks);
             assert_eq!(parts, long, "{piece:?}");
+            let mut linked = [0; 64];
+            let count = enc.merge_linked::<65, 7>(&piece, &mut linked);
+            assert_eq!(linked[..count], long, "{piece:?}");
             if piece.len() <= MAX_PACKED {
                 let mut short = [0; MAX_PACKED];
                 let count = enc.merge_short(&piece, &mut short);
