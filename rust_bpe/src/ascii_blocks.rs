@@ -1,15 +1,14 @@
 //! Pre-token boundaries of the built-in patterns found 64 bytes at a time.
 //!
 //! The character classes of a block become bit masks (bit i for byte i), and each
-//! pattern's rules become shifts and ands of them (`gpt2_starts`, `gpt4_starts`). Under
-//! GPT-2's rules the bytes of a non-ASCII letter, number or other character take its class
-//! (`classify_non_ascii`), so no rule starts a pre-token inside it; GPT-4's rules read
-//! ASCII only.
+//! pattern's rules become shifts and ands of them (`gpt2_starts`, `gpt4_starts`). The
+//! bytes of a non-ASCII letter, number or other character take its class
+//! (`classify_non_ascii`), so no rule starts a pre-token inside it.
 //!
 //! A block starts where a pre-token starts. Only the boundaries that the bytes of the
 //! block decide are taken: none at its last byte (that needs the byte after it) and none
 //! from the byte before its first byte of unknown class on (non-ASCII whitespace, a
-//! character the block's end cuts, or under GPT-4 any non-ASCII byte); the pattern's
+//! character the block's end cuts, or under GPT-4 a non-ASCII number); the pattern's
 //! scalar state machine in `pretokenize` goes on from there.
 
 use std::marker::PhantomData;
@@ -30,6 +29,8 @@ pub(crate) struct Masks {
     high: u64,
     /// The first bytes of non-ASCII characters (0xC0 and up).
     lead: u64,
+    /// The other bytes of the non-ASCII characters `classify_non_ascii` classified.
+    continuation: u64,
     apostrophe: u64,
     /// The letters that follow an apostrophe in a contraction: s d m t, l, v or r, e (in
     /// either case where the pattern ignores case).
@@ -125,10 +126,12 @@ unsafe fn masks_avx2(block: &[u8; 64], fold_case: bool) -> Masks {
 
 /// Puts the block's non-ASCII letters and numbers into the class masks, and takes every
 /// non-ASCII character it classifies out of `high` (an other is what is in no mask). It
-/// stops at non-ASCII whitespace, which GPT-2's rules read byte by byte, and at a character
-/// the block's end cuts: `high` keeps the bytes from there on.
+/// stops at non-ASCII whitespace, which the rules read byte by byte, at a non-ASCII number
+/// unless `numbers` (GPT-4's rules count digits by bytes), at U+017F if `fold_case` (it
+/// folds to 's', which the contraction masks know only in ASCII), and at a character the
+/// block's end cuts: `high` keeps the bytes from there on.
 #[inline(always)]
-fn classify_non_ascii(block: &[u8; 64], m: &mut Masks) {
+fn classify_non_ascii(block: &[u8; 64], m: &mut Masks, numbers: bool, fold_case: bool) {
     let classes = unicode_classes();
     let mut leads = m.lead;
     let mut unknown = 64u32;
@@ -142,11 +145,12 @@ fn classify_non_ascii(block: &[u8; 64], m: &mut Masks) {
         }
         let (cp, _) = decode_utf8(block, at);
         let class = classes[cp as usize];
-        if class == Class::Space as u8 {
+        if class == Class::Space as u8 || (!numbers && class == Class::Number as u8) || (fold_case && cp == 0x17F) {
             unknown = at as u32;
             break;
         }
         let bits = ((1u64 << len) - 1) << at;
+        m.continuation |= bits & !(1 << at);
         m.letter |= bits & 0u64.wrapping_sub((class == Class::Letter as u8) as u64);
         m.digit |= bits & 0u64.wrapping_sub((class == Class::Number as u8) as u64);
     }
@@ -213,7 +217,8 @@ pub(crate) fn gpt2_starts(m: &Masks) -> u64 {
 
 /// GPT-4 (cl100k) pre-token starts decided by the block, bit 0 excluded.
 /// `'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s`
-/// on ASCII text:
+/// each byte of a non-ASCII character having its class, and whitespace and digits being
+/// ASCII:
 /// - letters run together, and take along the one character before them when it starts
 ///   a pre-token and is neither a newline nor a digit: a ' ', a tab, or a lone other
 ///   character (one that neither follows another nor a ' ');
@@ -241,8 +246,11 @@ pub(crate) fn gpt4_starts(m: &Masks) -> u64 {
     let white = m.space & !taken;
     // Others that start a pre-token: not after another other, nor after a ' ' (which takes them).
     let lone_start = other & !after(other) & !after(m.blank);
+    // The bytes of those characters: a carry from after a lone one's first byte clears
+    // the run of continuation bytes that follows it.
+    let lone = lone_start | (m.continuation & !m.continuation.wrapping_add(lone_start << 1));
     let mut starts = 1
-        | (m.letter & after(m.digit | m.newline | (other & !lone_start)))
+        | (m.letter & after(m.digit | m.newline | (other & !lone)))
         | (m.digit & !after(m.digit))
         | (other & after(m.letter | m.digit | (m.space & !m.blank)))
         | (white & !after(white))
@@ -284,8 +292,8 @@ pub(crate) fn gpt4_starts(m: &Masks) -> u64 {
 pub(crate) trait BlockRules {
     /// Whether contractions match in either case.
     const FOLD_CASE: bool;
-    /// Whether `starts` reads non-ASCII characters put in the masks by `classify_non_ascii`.
-    const CLASSIFIES_NON_ASCII: bool;
+    /// Whether `classify_non_ascii` puts non-ASCII numbers in the masks.
+    const NON_ASCII_NUMBERS: bool;
     fn starts(m: &Masks) -> u64;
     fn token_end(bytes: &[u8], at: usize) -> usize;
 }
@@ -294,7 +302,7 @@ pub(crate) struct Gpt2Rules;
 
 impl BlockRules for Gpt2Rules {
     const FOLD_CASE: bool = false;
-    const CLASSIFIES_NON_ASCII: bool = true;
+    const NON_ASCII_NUMBERS: bool = true;
 
     #[inline(always)]
     fn starts(m: &Masks) -> u64 {
@@ -311,7 +319,7 @@ pub(crate) struct Gpt4Rules;
 
 impl BlockRules for Gpt4Rules {
     const FOLD_CASE: bool = true;
-    const CLASSIFIES_NON_ASCII: bool = false;
+    const NON_ASCII_NUMBERS: bool = false;
 
     #[inline(always)]
     fn starts(m: &Masks) -> u64 {
@@ -392,8 +400,8 @@ impl<'a, R: BlockRules> BlockSplits<'a, R> {
             if start >= self.scalar_until && start + 64 <= n {
                 let block: &[u8; 64] = bytes[start..start + 64].try_into().expect("64 bytes");
                 let mut m = masks(block);
-                if R::CLASSIFIES_NON_ASCII && m.high != 0 {
-                    classify_non_ascii(block, &mut m);
+                if m.high != 0 {
+                    classify_non_ascii(block, &mut m, R::NON_ASCII_NUMBERS, R::FOLD_CASE);
                 }
                 pending = R::starts(&m);
                 if pending != 0 {
@@ -492,7 +500,7 @@ mod tests {
             "word ", " the",
             // Non-ASCII: letters, numbers, others (a combining mark is one) and whitespace of
             // two to four bytes.
-            "é", "中", "ж", "жизнь", " Ωμέγα", "\u{10348}", "٣", "²", "\u{1d7d9}", "—", "«", "€", "\u{301}", "😀", "\u{a0}",
+            "é", "中", "ж", "жизнь", " Ωμέγα", "\u{10348}", "٣", "²", "\u{1d7d9}", "—", "«", "€", "\u{301}", "😀", "'\u{17f}", "\u{a0}",
             "\u{3000}", "\u{85}", "\u{2028}",
         ];
         let ascii = alphabet.iter().position(|piece| !piece.is_ascii()).expect("non-ASCII pieces");
