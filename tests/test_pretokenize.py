@@ -57,6 +57,21 @@ def test_long_texts_split_like_the_regex_module(text):
     assert pretokenize(text, "gpt4") == regex.findall(GPT4_PATTERN, text)
 
 
+# Long texts mostly of other scripts, whose letters, numbers and others the blocks classify.
+NON_ASCII_PIECES = ["жизнь", " Ωμέγα", "中文字", " עברית", "\u0915\u093f", "\u0663\u0664", "²", "—", "«", "»", "€",
+                    "\u0301", "😀", "\U00010348", "\U0001d7d9", "'\u017f", "\u00a0", "\u3000"]
+non_ascii_texts = st.lists(st.sampled_from(NON_ASCII_PIECES * 3 + ASCII_PIECES + PIECES), min_size=30,
+                           max_size=150).map("".join).map(established)
+
+
+@given(non_ascii_texts)
+@settings(max_examples=1000, deadline=None)
+@example("«жизнь»" * 12 + " x" + "\u0663\u0664" * 20 + "'\u017fword")
+def test_long_texts_in_other_scripts_split_like_the_regex_module(text):
+    assert pretokenize(text, "gpt2") == regex.findall(GPT2_PATTERN, text)
+    assert pretokenize(text, "gpt4") == regex.findall(GPT4_PATTERN, text)
+
+
 @given(texts)
 @settings(max_examples=300, deadline=None)
 def test_custom_pattern_splits_like_the_regex_module(text):
