@@ -44,8 +44,8 @@ pub fn push_utf8<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surr
 
 /// Sixteen units at a time: each becomes the (up to four) bytes of its UTF-8 in a 32-bit
 /// lane, and the bytes in use are packed together (`vpcompressb`); a run of ASCII is
-/// narrowed, 64 units at a time once sixteen were ASCII. A lone surrogate sends its sixteen units through the scalar loop, which says
-/// where it is.
+/// narrowed, 64 units at a time once sixteen were ASCII. A lone surrogate sends its sixteen
+/// units through the scalar loop, which says where it is.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx2,bmi2")]
 unsafe fn push_utf8_avx512<U: CodeUnit>(units: &[U], out: &mut Vec<u8>) -> Result<(), Surrogate> {
