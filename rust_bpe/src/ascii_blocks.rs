@@ -132,6 +132,8 @@ unsafe fn masks_avx2(block: &[u8; 64], fold_case: bool) -> Masks {
 /// block's end cuts: `high` keeps the bytes from there on.
 #[inline(always)]
 fn classify_non_ascii(block: &[u8; 64], m: &mut Masks, numbers: bool, fold_case: bool) {
+    // The table once per block rather than `non_ascii_class` per character, which checks
+    // that the table is built each time (split_speed on alice: 336-484 against 288-362 MB/s).
     let classes = unicode_classes();
     let mut leads = m.lead;
     let mut unknown = 64u32;
