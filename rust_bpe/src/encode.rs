@@ -48,6 +48,8 @@ pub struct Encoder {
     /// same merge of up to 64 bytes needs.
     short_keys_fit: bool,
     medium_keys_fit: bool,
+    /// Whether the CPU has what `merge_short_avx512` needs.
+    avx512: bool,
     /// Every token of at most 15 bytes, by its packed bytes: asked when a pre-token is
     /// first met, and copied into a cache that will see a text long enough to meet most
     /// of them.
@@ -247,6 +249,12 @@ impl Encoder {
         }
         let pair_ranks = PairRanks::new(&pairs, vocab.len());
         let (short_keys_fit, medium_keys_fit) = (vocab.len() < 1 << 28, vocab.len() < 1 << 25);
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("lzcnt");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
         Encoder {
             tokenizer,
             pair_ranks,
@@ -254,6 +262,7 @@ impl Encoder {
             byte_pair_ranks,
             short_keys_fit,
             medium_keys_fit,
+            avx512,
             short_tokens,
             long_tokens,
             cache: RwLock::new(PreTokenCache::with_capacity(0)),
@@ -537,6 +546,26 @@ impl Encoder {
         push_cached(&cached, short, out);
     }
 
+    /// The first-time merge of each of `pieces` (every one at most 15 bytes) as `encode`
+    /// does it, or (`portable`) without AVX-512; a hash of all the ids. For
+    /// `examples/merge_speed.rs`, which times it alone.
+    #[doc(hidden)]
+    pub fn merge_short_each(&self, pieces: &[&[u8]], portable: bool) -> u64 {
+        let mut digest = 0u64;
+        let mut ids = [0u32; MAX_PACKED];
+        for piece in pieces {
+            let count = if portable && self.short_keys_fit {
+                self.merge_linked::<{ MAX_PACKED + 1 }, 4>(piece, &mut ids)
+            } else {
+                self.merge_short(piece, &mut ids)
+            };
+            for &id in &ids[..count] {
+                digest = (digest ^ id as u64).wrapping_mul(0x100_0000_01B3);
+            }
+        }
+        digest
+    }
+
     /// tiktoken's merge of a pre-token of at most 15 bytes (see `merge_linked`).
     /// Writes the ids to `ids` and returns how many.
     fn merge_short(&self, piece: &[u8], ids: &mut [u32; MAX_PACKED]) -> usize {
@@ -547,7 +576,69 @@ impl Encoder {
             ids[..parts.len()].copy_from_slice(&parts);
             return parts.len();
         }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: the CPU has AVX-512F, BMI1 and LZCNT.
+            return unsafe { self.merge_short_avx512(piece, ids) };
+        }
         self.merge_linked::<{ MAX_PACKED + 1 }, 4>(piece, ids)
+    }
+
+    /// `merge_linked` of a pre-token of at most 15 bytes with its sixteen keys in one
+    /// AVX-512 register instead of an array (the lowest found with one reduction, three
+    /// lanes set a round) and its parts linked by a bit mask of where each starts: a round
+    /// goes from its lookups to the next lowest key without a trip through memory.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,bmi1,lzcnt")]
+    unsafe fn merge_short_avx512(&self, piece: &[u8], ids: &mut [u32; MAX_PACKED]) -> usize {
+        use std::arch::x86_64::{_mm512_loadu_si512, _mm512_mask_mov_epi32, _mm512_reduce_min_epu32, _mm512_set1_epi32};
+        let PairRanks::Packed(pairs) = &self.pair_ranks else {
+            return self.merge_linked::<{ MAX_PACKED + 1 }, 4>(piece, ids);
+        };
+        let n = piece.len();
+        debug_assert!(n <= MAX_PACKED);
+        let mut parts = [0u32; 16];
+        for (part, &b) in parts.iter_mut().zip(piece) {
+            *part = self.byte_ids[b as usize];
+        }
+        let key = |rank: u32, at: u32| if rank == u32::MAX { u32::MAX } else { rank << 4 | at };
+        let mut first_keys = [u32::MAX; 16];
+        for (j, pair) in piece.windows(2).enumerate() {
+            first_keys[j] = key(self.byte_pair_ranks[(pair[0] as usize) << 8 | pair[1] as usize], j as u32);
+        }
+        // SAFETY: `first_keys` is sixteen u32.
+        let mut keys = unsafe { _mm512_loadu_si512(first_keys.as_ptr().cast()) };
+        let mut starts: u32 = (1 << n) - 1;
+        loop {
+            let best = _mm512_reduce_min_epu32(keys);
+            if best == u32::MAX {
+                break;
+            }
+            let (i, merged) = (best & 15, best >> 4);
+            // The part after i's (at j) goes; k follows it, p comes before i.
+            let after_i = starts & !((2 << i) - 1);
+            let j = after_i.trailing_zeros();
+            let after_j = after_i & (after_i - 1);
+            starts &= !(1 << j);
+            let before_i = starts & ((1 << i) - 1);
+            parts[i as usize] = merged;
+            let k = after_j.trailing_zeros() as usize;
+            let right = if k < n { key(pairs.get(merged, parts[k]), i) } else { u32::MAX };
+            keys = _mm512_mask_mov_epi32(keys, 1 << j, _mm512_set1_epi32(-1));
+            keys = _mm512_mask_mov_epi32(keys, 1 << i, _mm512_set1_epi32(right as i32));
+            if before_i != 0 {
+                let p = 31 - before_i.leading_zeros();
+                let left = key(pairs.get(parts[p as usize], merged), p);
+                keys = _mm512_mask_mov_epi32(keys, 1 << p, _mm512_set1_epi32(left as i32));
+            }
+        }
+        let mut count = 0;
+        while starts != 0 {
+            ids[count] = parts[starts.trailing_zeros() as usize];
+            count += 1;
+            starts &= starts - 1;
+        }
+        count
     }
 
     /// `merge_linked` of a pre-token of 16 to 64 bytes, whose search for the lowest key
@@ -1180,15 +1271,18 @@ mod tests {
 
     /// A tokenizer trained on a small text (its file is one per call: tests run in parallel).
     fn trained() -> Encoder {
+        trained_on(&"the quick brown fox jumps over the lazy dog. aaaaaaaa  \n\n the end<|endoftext|>".repeat(50), 320)
+    }
+
+    fn trained_on(text: &str, vocab_size: u64) -> Encoder {
         static CALLS: AtomicUsize = AtomicUsize::new(0);
         let call = CALLS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("rust_bpe_encode_test_{}_{call}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("corpus.txt");
-        let text = "the quick brown fox jumps over the lazy dog. aaaaaaaa  \n\n the end<|endoftext|>".repeat(50);
         std::fs::write(&path, text).unwrap();
         let options = TrainOptions {
-            vocab_size: 320,
+            vocab_size,
             special_tokens: vec!["<|endoftext|>".into()],
             pattern: Pattern::Gpt2,
             threads: 1,
@@ -1275,11 +1369,56 @@ mod tests {
             let count = enc.merge_linked::<65, 7>(&piece, &mut linked);
             assert_eq!(linked[..count], long, "{piece:?}");
             if piece.len() <= MAX_PACKED {
-                let mut short = [0; MAX_PACKED];
-                let count = enc.merge_short(&piece, &mut short);
-                assert_eq!(short[..count], long, "{piece:?}");
+                assert_short_merges_agree(&enc, &piece, &long);
             }
         }
+    }
+
+    /// Every merge of pre-tokens of at most 15 bytes gives `expected` for `piece`.
+    fn assert_short_merges_agree(enc: &Encoder, piece: &[u8], expected: &[u32]) {
+        let mut short = [0; MAX_PACKED];
+        let count = enc.merge_short(piece, &mut short);
+        assert_eq!(short[..count], *expected, "{piece:?}");
+        let count = enc.merge_linked::<{ MAX_PACKED + 1 }, 4>(piece, &mut short);
+        assert_eq!(short[..count], *expected, "{piece:?}");
+        #[cfg(target_arch = "x86_64")]
+        if enc.avx512 {
+            // SAFETY: the CPU has what it needs.
+            let count = unsafe { enc.merge_short_avx512(piece, &mut short) };
+            assert_eq!(short[..count], *expected, "{piece:?}");
+        }
+    }
+
+    #[test]
+    fn short_merges_agree_with_ids_past_the_pair_grid() {
+        // Words of a few letters, drawn at random: a vocabulary of 1500 whose later tokens
+        // pair ids of 512 and more, which the pair table hashes rather than reading its grid.
+        let mut seed = 5u64;
+        let mut next = move |n: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        let letters = b"etaoinshrdlucmfwypvbgkjqxz";
+        let words: Vec<String> = (0..3000)
+            .map(|_| {
+                let len = 1 + next(6) + next(5);
+                let word: String = (0..len).map(|_| letters[next(letters.len()).min(next(letters.len()))] as char).collect();
+                if next(3) == 0 { word.to_uppercase() } else { word }
+            })
+            .collect();
+        let text: String = (0..40_000).map(|_| format!(" {}", words[next(words.len()).min(next(words.len()))])).collect();
+        let enc = trained_on(&text, 1500);
+        assert!(enc.tokenizer().vocab_size() > 1400);
+        let mut tried = 0;
+        for _ in 0..5000 {
+            let start = next(text.len() - 16);
+            let piece = &text.as_bytes()[start..start + 1 + next(MAX_PACKED)];
+            let mut long = Vec::new();
+            enc.merge_long(piece, &mut long);
+            assert_short_merges_agree(&enc, piece, &long);
+            tried += long.iter().any(|&id| id >= 512) as usize;
+        }
+        assert!(tried > 1000, "only {tried} pieces with ids past the grid");
     }
 
     #[test]
