@@ -80,6 +80,10 @@ const AHEAD: usize = 16;
 const WINDOW_CHARS: usize = 64 << 10;
 /// A cache is emptied when it grows past this many pre-tokens (checked between texts).
 const MAX_CACHE_ENTRIES: usize = 1 << 21;
+/// The room the cache has from its first call: three times the vocabulary's short tokens,
+/// at most 2^18 pre-tokens unless the vocabulary alone is more.
+const VOCABULARY_ROOM: usize = 3;
+const FIRST_ROOM_LIMIT: usize = 1 << 18;
 
 /// Pre-tokens of a text, encoded together (see `Encoder::encode_text`).
 struct Block {
@@ -285,11 +289,13 @@ impl Encoder {
         // Distinct pre-tokens grow as a power of the text length (Heaps' law); room for
         // them up front saves growing the table step by step.
         let distinct = (seen.max(expected_len) as f64).powf(0.7) as usize;
-        // A text with more distinct pre-tokens than the vocabulary has tokens meets most
-        // tokens: they are put in the cache at once rather than found one by one.
-        let with_vocabulary = distinct >= self.short_tokens.len();
-        let wanted = (distinct + if with_vocabulary { self.short_tokens.len() } else { 0 }).min(MAX_CACHE_ENTRIES);
-        let shared = self.cache_with_room(wanted, with_vocabulary);
+        // The cache holds the whole vocabulary from the first call on (a pre-token it misses
+        // is then merged without a look in the vocabulary first), with room besides for
+        // the pre-tokens of a text of several MB, which then encodes without its growing.
+        let vocabulary = self.short_tokens.len();
+        let room = (VOCABULARY_ROOM * vocabulary).min(FIRST_ROOM_LIMIT).max(vocabulary);
+        let wanted = (distinct + vocabulary).max(room).min(MAX_CACHE_ENTRIES);
+        let shared = self.cache_with_room(wanted, true);
         SCRATCH.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().is_none_or(|s| s.encoder != self.id || s.long.len() > MAX_CACHE_ENTRIES) {
@@ -1312,6 +1318,8 @@ mod tests {
         let text = "the quick brown fox, then the lazy dogs jump over the end aaaa  \n\n the dog";
         let none = SpecialTokens::new(&[]).unwrap();
         let small = trained();
+        // As while another thread puts the vocabulary in: each token is found in it.
+        *small.cache.write().unwrap() = PreTokenCache::vocabulary_being_put_in(1 << 12);
         let mut found_one_by_one: Vec<u32> = Vec::new();
         small.encode_with_specials_into(text, &none, &[], text.len(), &mut found_one_by_one);
         assert!(!small.cache.read().unwrap().has_vocabulary());

@@ -164,6 +164,15 @@ impl PreTokenCache {
         }
     }
 
+    /// An empty cache whose vocabulary another thread has taken on putting in (and never
+    /// will): the encoder looks every pre-token it misses up in the vocabulary.
+    #[cfg(test)]
+    pub fn vocabulary_being_put_in(n: usize) -> PreTokenCache {
+        let cache = PreTokenCache::with_capacity(n);
+        cache.vocabulary_taken.store(true, Ordering::Relaxed);
+        cache
+    }
+
     /// Whether every token of the vocabulary is in: a pre-token missing from the cache is
     /// then not a token.
     #[inline(always)]
