@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::BpeError;
 use crate::packed_table::{hash, PackedTable};
-use crate::pair_ranks::PairRanks;
+use crate::pair_ranks::{PackedPairs, PairRanks};
 use crate::pretoken_cache::{Cached, Inserts, PreTokenCache, IN_ARENA};
 use crate::pretokenize::{cut_points, cut_points_chars, last_cut_after, pack, pack_at, Piece, SpecialTokens, MAX_PACKED};
 use crate::utf8::{push_utf8, CodeUnit, Surrogate};
@@ -591,60 +591,22 @@ impl Encoder {
     }
 
     /// `merge_linked` of a pre-token of at most 15 bytes with its sixteen keys in one
-    /// AVX-512 register instead of an array (the lowest found with one reduction, three
-    /// lanes set a round) and its parts linked by a bit mask of where each starts: a round
-    /// goes from its lookups to the next lowest key without a trip through memory.
+    /// AVX-512 register (see `ShortMerge`).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,bmi1,lzcnt")]
     unsafe fn merge_short_avx512(&self, piece: &[u8], ids: &mut [u32; MAX_PACKED]) -> usize {
-        use std::arch::x86_64::{_mm512_loadu_si512, _mm512_mask_mov_epi32, _mm512_reduce_min_epu32, _mm512_set1_epi32};
         let PairRanks::Packed(pairs) = &self.pair_ranks else {
             return self.merge_linked::<{ MAX_PACKED + 1 }, 4>(piece, ids);
         };
-        let n = piece.len();
-        debug_assert!(n <= MAX_PACKED);
-        let mut parts = [0u32; 16];
-        for (part, &b) in parts.iter_mut().zip(piece) {
-            *part = self.byte_ids[b as usize];
-        }
-        let key = |rank: u32, at: u32| if rank == u32::MAX { u32::MAX } else { rank << 4 | at };
-        let mut first_keys = [u32::MAX; 16];
-        for (j, pair) in piece.windows(2).enumerate() {
-            first_keys[j] = key(self.byte_pair_ranks[(pair[0] as usize) << 8 | pair[1] as usize], j as u32);
-        }
-        // SAFETY: `first_keys` is sixteen u32.
-        let mut keys = unsafe { _mm512_loadu_si512(first_keys.as_ptr().cast()) };
-        let mut starts: u32 = (1 << n) - 1;
+        let mut merge = ShortMerge::new(self, piece);
         loop {
-            let best = _mm512_reduce_min_epu32(keys);
+            let best = merge.lowest_key();
             if best == u32::MAX {
                 break;
             }
-            let (i, merged) = (best & 15, best >> 4);
-            // The part after i's (at j) goes; k follows it, p comes before i.
-            let after_i = starts & !((2 << i) - 1);
-            let j = after_i.trailing_zeros();
-            let after_j = after_i & (after_i - 1);
-            starts &= !(1 << j);
-            let before_i = starts & ((1 << i) - 1);
-            parts[i as usize] = merged;
-            let k = after_j.trailing_zeros() as usize;
-            let right = if k < n { key(pairs.get(merged, parts[k]), i) } else { u32::MAX };
-            keys = _mm512_mask_mov_epi32(keys, 1 << j, _mm512_set1_epi32(-1));
-            keys = _mm512_mask_mov_epi32(keys, 1 << i, _mm512_set1_epi32(right as i32));
-            if before_i != 0 {
-                let p = 31 - before_i.leading_zeros();
-                let left = key(pairs.get(parts[p as usize], merged), p);
-                keys = _mm512_mask_mov_epi32(keys, 1 << p, _mm512_set1_epi32(left as i32));
-            }
+            merge.round(best, pairs);
         }
-        let mut count = 0;
-        while starts != 0 {
-            ids[count] = parts[starts.trailing_zeros() as usize];
-            count += 1;
-            starts &= starts - 1;
-        }
-        count
+        merge.ids(ids)
     }
 
     /// `merge_linked` of a pre-token of 16 to 64 bytes, whose search for the lowest key
@@ -1046,6 +1008,90 @@ impl Encoder {
 /// Chunks of about what size a text of `len` bytes (or characters) is cut into for
 /// `threads`; None for one chunk. Below a quarter of a megabyte, waking the other threads
 /// costs more than they save.
+/// tiktoken's merge of a pre-token of at most 15 bytes (as `Encoder::merge_linked`) with its
+/// sixteen keys in one AVX-512 register instead of an array (the lowest found with one
+/// reduction, three lanes set a round) and its parts linked by a bit mask of where each
+/// starts: a round goes from its lookups to the next lowest key without a trip through
+/// memory.
+#[cfg(target_arch = "x86_64")]
+struct ShortMerge {
+    keys: std::arch::x86_64::__m512i,
+    /// Bit i set where a part starts at byte i.
+    starts: u32,
+    len: usize,
+    parts: [u32; 16],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ShortMerge {
+    #[target_feature(enable = "avx512f,bmi1,lzcnt")]
+    #[inline]
+    fn new(encoder: &Encoder, piece: &[u8]) -> ShortMerge {
+        let n = piece.len();
+        debug_assert!(n <= MAX_PACKED);
+        let mut parts = [0u32; 16];
+        for (part, &b) in parts.iter_mut().zip(piece) {
+            *part = encoder.byte_ids[b as usize];
+        }
+        let mut keys = [u32::MAX; 16];
+        for (j, pair) in piece.windows(2).enumerate() {
+            keys[j] = Self::key(encoder.byte_pair_ranks[(pair[0] as usize) << 8 | pair[1] as usize], j as u32);
+        }
+        // SAFETY: `keys` is sixteen u32.
+        let keys = unsafe { std::arch::x86_64::_mm512_loadu_si512(keys.as_ptr().cast()) };
+        ShortMerge { keys, starts: (1 << n) - 1, len: n, parts }
+    }
+
+    /// The key of the pair at `at` that merges into `rank`: the lowest is merged first.
+    #[inline(always)]
+    fn key(rank: u32, at: u32) -> u32 {
+        if rank == u32::MAX { u32::MAX } else { rank << 4 | at }
+    }
+
+    /// The key of the pair to merge next; u32::MAX when none is left.
+    #[target_feature(enable = "avx512f,bmi1,lzcnt")]
+    #[inline]
+    fn lowest_key(&self) -> u32 {
+        std::arch::x86_64::_mm512_reduce_min_epu32(self.keys)
+    }
+
+    /// Merges the pair of `best` (see `lowest_key`).
+    #[target_feature(enable = "avx512f,bmi1,lzcnt")]
+    #[inline]
+    fn round(&mut self, best: u32, pairs: &PackedPairs) {
+        use std::arch::x86_64::{_mm512_mask_mov_epi32, _mm512_set1_epi32};
+        let (i, merged) = (best & 15, best >> 4);
+        // The part after i's (at j) goes; k follows it, p comes before i.
+        let after_i = self.starts & !((2 << i) - 1);
+        let j = after_i.trailing_zeros();
+        let after_j = after_i & (after_i - 1);
+        self.starts &= !(1 << j);
+        let before_i = self.starts & ((1 << i) - 1);
+        self.parts[i as usize] = merged;
+        let k = after_j.trailing_zeros() as usize;
+        let right = if k < self.len { Self::key(pairs.get(merged, self.parts[k]), i) } else { u32::MAX };
+        self.keys = _mm512_mask_mov_epi32(self.keys, 1 << j, _mm512_set1_epi32(-1));
+        self.keys = _mm512_mask_mov_epi32(self.keys, 1 << i, _mm512_set1_epi32(right as i32));
+        if before_i != 0 {
+            let p = 31 - before_i.leading_zeros();
+            let left = Self::key(pairs.get(self.parts[p as usize], merged), p);
+            self.keys = _mm512_mask_mov_epi32(self.keys, 1 << p, _mm512_set1_epi32(left as i32));
+        }
+    }
+
+    /// Writes the ids to `ids` and returns how many.
+    #[inline(always)]
+    fn ids(&self, ids: &mut [u32; MAX_PACKED]) -> usize {
+        let (mut starts, mut count) = (self.starts, 0);
+        while starts != 0 {
+            ids[count] = self.parts[starts.trailing_zeros() as usize];
+            count += 1;
+            starts &= starts - 1;
+        }
+        count
+    }
+}
+
 fn chunk_target(len: usize, threads: usize) -> Option<usize> {
     const MIN_PARALLEL: usize = 256 << 10;
     const MIN_CHUNK: usize = 64 << 10;
