@@ -90,8 +90,10 @@ struct Block {
     /// Where each pre-token starts and ends in the text, or (`SPECIAL`, id) for a special
     /// token.
     ranges: [(usize, usize); BLOCK],
-    /// The packed bytes of each pre-token and their hash; 0 for one too long to pack.
-    keys: [(u128, u64); BLOCK],
+    /// The packed bytes of each pre-token and their hash; 0 for one too long to pack. (The
+    /// `AHEAD` past the block's end, never read as keys, spare the loop that asks for the
+    /// cache lines a check of its bounds.)
+    keys: [(u128, u64); BLOCK + AHEAD],
     n: usize,
 }
 
@@ -115,7 +117,7 @@ impl Blocks {
 
 impl Block {
     fn new() -> Block {
-        Block { ranges: [(0, 0); BLOCK], keys: [(0, 0); BLOCK], n: 0 }
+        Block { ranges: [(0, 0); BLOCK], keys: [(0, 0); BLOCK + AHEAD], n: 0 }
     }
 
     /// Packs the keys (and asks the slots of `vocabulary`, where a pre-token missing from
@@ -428,7 +430,7 @@ impl Encoder {
         self.prepare(blocks, bytes, cache);
         let (f, w) = (blocks.filling, blocks.filling ^ 1);
         if blocks.waiting {
-            self.encode_block(bytes, &blocks.pair[w], blocks.pair[f].keys(), cache, out);
+            self.encode_block(bytes, &blocks.pair[w], Some(&blocks.pair[f]), cache, out);
             blocks.pair[w].n = 0;
         }
         blocks.waiting = true;
@@ -439,9 +441,9 @@ impl Encoder {
         let filling = blocks.filling;
         self.prepare(&mut blocks, bytes, cache);
         if blocks.waiting {
-            self.encode_block(bytes, &blocks.pair[filling ^ 1], blocks.pair[filling].keys(), cache, out);
+            self.encode_block(bytes, &blocks.pair[filling ^ 1], Some(&blocks.pair[filling]), cache, out);
         }
-        self.encode_block(bytes, &blocks.pair[filling], &[], cache, out);
+        self.encode_block(bytes, &blocks.pair[filling], None, cache, out);
         for block in blocks.pair.iter_mut() {
             block.n = 0;
         }
@@ -454,11 +456,13 @@ impl Encoder {
     /// The slots of `next`, the block to be encoded after this one, are asked into L2 one
     /// a lookup, rather than all at once, which would wait for the CPU's line fill buffers.
     #[inline(never)]
-    fn encode_block<T: TokenId>(&self, bytes: &[u8], block: &Block, next: &[(u128, u64)], cache: &mut Cache, out: &mut Vec<T>) {
-        let n = block.n;
-        let keys = &block.keys[..n];
+    fn encode_block<T: TokenId>(&self, bytes: &[u8], block: &Block, next: Option<&Block>, cache: &mut Cache, out: &mut Vec<T>) {
+        let n = block.n.min(BLOCK);
+        let keys = &block.keys;
+        // (Past `n`, both hold keys of an earlier block: their lines asked for in vain.)
+        let next_keys = &next.unwrap_or(block).keys;
         let lines = cache.short().home_lines();
-        keys[..n.min(AHEAD)].iter().for_each(|&(_, h)| lines.prefetch(h));
+        keys[..AHEAD].iter().for_each(|&(_, h)| lines.prefetch(h));
         let mut i = 0;
         while i < n {
             // Room for three ids of each pre-token left, written whole and kept as many as
@@ -468,12 +472,8 @@ impl Encoder {
             let lines = table.home_lines();
             let mut len = out.len();
             while i < n {
-                if let Some(&(_, h)) = next.get(i) {
-                    lines.prefetch_l2(h);
-                }
-                if let Some(&(_, h)) = keys.get(i + AHEAD) {
-                    lines.prefetch(h);
-                }
+                lines.prefetch_l2(next_keys[i].1);
+                lines.prefetch(keys[i + AHEAD].1);
                 let (key, h) = keys[i];
                 let (found, cached) = lines.probe(key, h);
                 if !found | (key == 0) {
@@ -494,7 +494,7 @@ impl Encoder {
                         break;
                     }
                     // SAFETY: checked just above.
-                    unsafe { write_arena_ids(table, &cached, dst.add(len)) };
+                    unsafe { write_arena_ids(table, cached.ids[0], count, dst.add(len)) };
                     len += count;
                 }
                 i += 1;
@@ -507,7 +507,7 @@ impl Encoder {
                 i += 1;
             }
         }
-        if let Some(rest) = next.get(n..) {
+        if let Some(rest) = next.and_then(|next| next.keys().get(n..)) {
             let lines = cache.short().home_lines();
             rest.iter().for_each(|&(_, h)| lines.prefetch_l2(h));
         }
@@ -1276,9 +1276,9 @@ impl<T: TokenId> Parts<T> {
 /// Writes the ids of a cached pre-token whose ids are in the arena to `dst`, which must
 /// have room for them (apart from the loop over hits, to keep that loop small).
 #[inline(never)]
-unsafe fn write_arena_ids<T: TokenId>(cache: &PreTokenCache, cached: &Cached, dst: *mut T) {
-    for (k, id) in cache.arena_ids(cached).enumerate() {
-        dst.add(k).write(T::from_id(id));
+unsafe fn write_arena_ids<T: TokenId>(cache: &PreTokenCache, at: u32, count: usize, dst: *mut T) {
+    for (k, id) in cache.arena_slice(at, count).iter().enumerate() {
+        dst.add(k).write(T::from_id(id.load(std::sync::atomic::Ordering::Relaxed)));
     }
 }
 

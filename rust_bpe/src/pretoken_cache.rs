@@ -315,8 +315,14 @@ impl PreTokenCache {
     /// The ids of an arena value (read after the slot that holds it).
     #[inline(always)]
     pub fn arena_ids(&self, cached: &Cached) -> impl Iterator<Item = u32> + '_ {
-        let (at, count) = (cached.ids[0] as usize, (cached.count & !IN_ARENA) as usize);
-        self.arena[at..at + count].iter().map(|cell| cell.load(Ordering::Relaxed))
+        let count = (cached.count & !IN_ARENA) as usize;
+        self.arena_slice(cached.ids[0], count).iter().map(|cell| cell.load(Ordering::Relaxed))
+    }
+
+    /// The `count` ids at `at` in the arena.
+    #[inline(always)]
+    pub fn arena_slice(&self, at: u32, count: usize) -> &[AtomicU32] {
+        &self.arena[at as usize..at as usize + count]
     }
 
     /// Room for `n` pre-tokens without growing, and an arena of at least `arena` ids; what it
