@@ -187,6 +187,17 @@ pub fn pack(piece: &[u8]) -> u128 {
     u128::from_le_bytes(buf)
 }
 
+/// `LOW_BYTES[n]` keeps the low `n` bytes of a u128.
+const LOW_BYTES: [u128; 16] = {
+    let mut masks = [0u128; 16];
+    let mut n = 1;
+    while n < 16 {
+        masks[n] = (1u128 << (8 * n)) - 1;
+        n += 1;
+    }
+    masks
+};
+
 /// `pack(&bytes[start..end])`, reading 16 bytes at once where `bytes` has them.
 #[inline(always)]
 pub fn pack_at(bytes: &[u8], start: usize, end: usize) -> u128 {
@@ -195,7 +206,7 @@ pub fn pack_at(bytes: &[u8], start: usize, end: usize) -> u128 {
     match bytes.get(start..start + 16) {
         Some(window) => {
             let word = u128::from_le_bytes(window.try_into().expect("16 bytes"));
-            (word & ((1u128 << (8 * len)) - 1)) | ((len as u128) << 120)
+            (word & LOW_BYTES[len & 15]) | ((len as u128) << 120)
         }
         None => pack(&bytes[start..end]),
     }
