@@ -27,6 +27,7 @@ fn main() {
             let started = Instant::now();
             digest = std::hint::black_box(encoder.merge_short_each(&pieces, portable));
             best = best.min(started.elapsed().as_secs_f64());
+            if std::env::var_os("EACH").is_some() { eprint!("{:.1} ", started.elapsed().as_secs_f64() * 1e9 / pieces.len() as f64); }
         }
         let name = if portable { "portable" } else { "as encode" };
         println!("{name:>9}: {} pre-tokens ({tokens} tokens), {:.1} ns each, ids {digest:016x}", pieces.len(), best * 1e9 / pieces.len() as f64);

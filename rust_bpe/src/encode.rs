@@ -11,7 +11,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rayon::prelude::*;
@@ -28,7 +28,7 @@ use crate::utf8::{push_utf8, CodeUnit, Surrogate};
 use crate::tokenizer::Tokenizer;
 
 /// Which special tokens are read as special tokens in the text.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Allowed {
     None,
     All,
@@ -69,6 +69,9 @@ pub struct Encoder {
     grow_pending: AtomicBool,
     /// Bytes of text the cache was sized for so far.
     text_seen: AtomicUsize,
+    /// The special tokens read and banned for each (allowed, disallowed) asked for so far (a
+    /// few): their matchers take longer to build than a short text takes to encode.
+    chosen_specials: Mutex<Vec<(Allowed, Allowed, Arc<ChosenSpecials>)>>,
     id: u64,
 }
 
@@ -78,6 +81,8 @@ const BLOCK: usize = 256;
 const AHEAD: usize = 16;
 /// Code points turned into UTF-8 at a time (see `encode_chars_into`).
 const WINDOW_CHARS: usize = 64 << 10;
+/// How many (allowed, disallowed) pairs an encoder keeps the special-token matchers of.
+const CHOSEN_SPECIALS_KEPT: usize = 16;
 /// A cache is emptied when it grows past this many pre-tokens (checked between texts).
 const MAX_CACHE_ENTRIES: usize = 1 << 21;
 /// The room the cache has from its first call: three times the vocabulary's short tokens,
@@ -95,6 +100,14 @@ struct Block {
     /// cache lines a check of its bounds.)
     keys: [(u128, u64); BLOCK + AHEAD],
     n: usize,
+}
+
+/// The special tokens an (allowed, disallowed) pair reads, their ids, and a matcher of
+/// those it bans.
+struct ChosenSpecials {
+    specials: SpecialTokens,
+    ids: Vec<u32>,
+    banned: Option<AhoCorasick>,
 }
 
 /// The start of a range that stands for a special token.
@@ -275,6 +288,7 @@ impl Encoder {
             growing: Mutex::new(()),
             grow_pending: AtomicBool::new(false),
             text_seen: AtomicUsize::new(0),
+            chosen_specials: Mutex::new(Vec::new()),
             id: NEXT_ENCODER_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -833,14 +847,27 @@ impl Encoder {
 
     /// The special tokens read as such, with their ids; an error if the text holds a
     /// disallowed one (tiktoken's check: any occurrence of any disallowed special).
-    fn prepare_specials(&self, text: &str, allowed: &Allowed, disallowed: &Allowed) -> Result<(SpecialTokens, Vec<u32>), BpeError> {
-        let (specials, ids, banned) = self.choose_specials(allowed, disallowed)?;
-        check_banned(text.as_bytes(), banned.as_ref())?;
-        Ok((specials, ids))
+    fn prepare_specials(&self, text: &str, allowed: &Allowed, disallowed: &Allowed) -> Result<Arc<ChosenSpecials>, BpeError> {
+        let chosen = self.choose_specials(allowed, disallowed)?;
+        check_banned(text.as_bytes(), chosen.banned.as_ref())?;
+        Ok(chosen)
     }
 
-    /// The special tokens read as such, with their ids, and a matcher of the disallowed ones.
-    fn choose_specials(&self, allowed: &Allowed, disallowed: &Allowed) -> Result<(SpecialTokens, Vec<u32>, Option<AhoCorasick>), BpeError> {
+    /// The special tokens read as such, with their ids, and a matcher of the disallowed ones
+    /// (made once for each (allowed, disallowed), up to `CHOSEN_SPECIALS_KEPT` of them).
+    fn choose_specials(&self, allowed: &Allowed, disallowed: &Allowed) -> Result<Arc<ChosenSpecials>, BpeError> {
+        let mut kept = self.chosen_specials.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, chosen)) = kept.iter().find(|(a, d, _)| a == allowed && d == disallowed) {
+            return Ok(chosen.clone());
+        }
+        let chosen = Arc::new(self.make_specials(allowed, disallowed)?);
+        if kept.len() < CHOSEN_SPECIALS_KEPT {
+            kept.push((allowed.clone(), disallowed.clone(), chosen.clone()));
+        }
+        Ok(chosen)
+    }
+
+    fn make_specials(&self, allowed: &Allowed, disallowed: &Allowed) -> Result<ChosenSpecials, BpeError> {
         let all = self.tokenizer.special_tokens();
         let is_allowed = |name: &str| match allowed {
             Allowed::None => false,
@@ -869,7 +896,7 @@ impl Encoder {
                 .expect("special-token matcher")
         });
         let (names, ids): (Vec<String>, Vec<u32>) = all.iter().filter(|(n, _)| is_allowed(n)).cloned().unzip();
-        Ok((SpecialTokens::new(&names)?, ids, banned))
+        Ok(ChosenSpecials { specials: SpecialTokens::new(&names)?, ids, banned })
     }
 
     /// Encodes `text` (tiktoken's `encode`), in parallel chunks when `threads` > 1.
@@ -880,8 +907,8 @@ impl Encoder {
     /// `encode`, with the ids left in the parts that were encoded in parallel (joined, they
     /// are the ids of `text`): for callers that copy them out anyway.
     pub fn encode_parts<T: TokenId>(&self, text: &str, allowed: &Allowed, disallowed: &Allowed, pool: Option<&rayon::ThreadPool>) -> Result<Parts<T>, BpeError> {
-        let (specials, ids) = self.prepare_specials(text, allowed, disallowed)?;
-        Ok(self.encode_chunks(text, &specials, &ids, pool))
+        let chosen = self.prepare_specials(text, allowed, disallowed)?;
+        Ok(self.encode_chunks(text, &chosen.specials, &chosen.ids, pool))
     }
 
     /// The ids of `text` in parts (one per chunk, in order), encoded in parallel when the
@@ -920,7 +947,7 @@ impl Encoder {
         pool: Option<&rayon::ThreadPool>,
     ) -> Result<Parts<T>, BpeError> {
         assert!(self.encodes_chars(), "text as code points is encoded only with a built-in pattern");
-        let (specials, ids, banned) = self.choose_specials(allowed, disallowed)?;
+        let chosen = self.choose_specials(allowed, disallowed)?;
         let threads = pool.map_or(1, |p| p.current_num_threads());
         let cuts = match chunk_target(chars.len(), threads) {
             None => vec![0, chars.len()],
@@ -929,7 +956,7 @@ impl Encoder {
             }),
         };
         run_chunks(cuts.len() - 1, chars.len() * U::MAX_UTF8, pool, |i, out| {
-            self.encode_chars_into(&chars[cuts[i]..cuts[i + 1]], cuts[i], &specials, &ids, banned.as_ref(), chars.len(), out)
+            self.encode_chars_into(&chars[cuts[i]..cuts[i + 1]], cuts[i], &chosen.specials, &chosen.ids, chosen.banned.as_ref(), chars.len(), out)
         })
     }
 
@@ -1357,6 +1384,23 @@ mod tests {
         assert!(!ordinary.contains(&eot));
         assert_eq!(enc.decode_bytes(&ordinary).unwrap(), text.as_bytes());
         assert!(matches!(enc.encode(text, &Allowed::None, &Allowed::All, None), Err(BpeError::DisallowedSpecial(_))));
+    }
+
+    #[test]
+    fn each_choice_of_special_tokens_is_kept_apart() {
+        let enc = trained();
+        let text = "the fox<|endoftext|>the dog";
+        let eot = enc.tokenizer().special_tokens()[0].1;
+        let named = Allowed::Some(vec!["<|endoftext|>".into()]);
+        // Twice round, so that the second round is answered from the kept choices.
+        for _ in 0..2 {
+            assert!(enc.encode(text, &Allowed::All, &Allowed::All, None).unwrap().contains(&eot));
+            assert!(enc.encode(text, &named, &Allowed::All, None).unwrap().contains(&eot));
+            assert!(matches!(enc.encode(text, &Allowed::None, &Allowed::All, None), Err(BpeError::DisallowedSpecial(_))));
+            assert!(!enc.encode(text, &Allowed::None, &Allowed::None, None).unwrap().contains(&eot));
+            let unknown = Allowed::Some(vec!["<|nope|>".into()]);
+            assert!(matches!(enc.encode(text, &unknown, &Allowed::None, None), Err(BpeError::InvalidSpecialToken(_))));
+        }
     }
 
     #[test]

@@ -88,7 +88,9 @@ impl<'py> Utf8<'py> {
 /// A thread pool per thread count, kept for the life of the process; 1 thread means none.
 fn pool(threads: usize) -> PyResult<Option<Arc<rayon::ThreadPool>>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    // (Asking the system reads cgroup files: longer than a short text takes to encode.)
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let threads = if threads == 0 { *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) } else { threads };
     if threads == 1 {
         return Ok(None);
     }
