@@ -124,6 +124,39 @@ unsafe fn masks_avx2(block: &[u8; 64], fold_case: bool) -> Masks {
     m
 }
 
+/// The masks with AVX-512BW: the 64 bytes in one register, each class a compare into a
+/// mask register. Only called from functions compiled with it (`fill_avx512`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn masks_avx512(block: &[u8; 64], fold_case: bool) -> Masks {
+    use std::arch::x86_64::*;
+    let bytes = _mm512_loadu_si512(block.as_ptr().cast());
+    let eq = |x: __m512i, c: u8| _mm512_cmpeq_epi8_mask(x, _mm512_set1_epi8(c as i8));
+    // x - first, unsigned, is at most last - first only for first..=last.
+    let within = |x: __m512i, first: u8, last: u8| {
+        _mm512_cmple_epu8_mask(_mm512_sub_epi8(x, _mm512_set1_epi8(first as i8)), _mm512_set1_epi8((last - first) as i8))
+    };
+    let folded = _mm512_or_si512(bytes, _mm512_set1_epi8(0x20));
+    let letter = within(folded, b'a', b'z');
+    let digit = within(bytes, b'0', b'9');
+    let blank = eq(bytes, b' ');
+    let space = blank | within(bytes, b'\t', b'\r');
+    let newline = eq(bytes, b'\n') | eq(bytes, b'\r');
+    let high = _mm512_movepi8_mask(bytes);
+    let lead = if high == 0 { 0 } else { _mm512_cmpge_epu8_mask(bytes, _mm512_set1_epi8(0xC0_u8 as i8)) };
+    let apostrophe = eq(bytes, b'\'');
+    let mut m = Masks { letter, digit, space, blank, newline, high, lead, apostrophe, ..Masks::default() };
+    if apostrophe != 0 {
+        // Only 'x' and 'X' are 'x' once 0x20 is set.
+        let x = if fold_case { folded } else { bytes };
+        m.sdmt = eq(x, b's') | eq(x, b'd') | eq(x, b'm') | eq(x, b't');
+        m.l = eq(x, b'l');
+        m.v_or_r = eq(x, b'v') | eq(x, b'r');
+        m.e = eq(x, b'e');
+    }
+    m
+}
+
 /// Puts the block's non-ASCII letters and numbers into the class masks, and takes every
 /// non-ASCII character it classifies out of `high` (an other is what is in no mask). It
 /// stops at non-ASCII whitespace, which the rules read byte by byte, at a non-ASCII number
@@ -346,6 +379,7 @@ pub(crate) struct BlockSplits<'a, R> {
     /// than a block, which the scalar state machine reads.
     scalar_until: usize,
     avx2: bool,
+    avx512: bool,
     rules: PhantomData<R>,
 }
 
@@ -354,20 +388,32 @@ impl<'a, R: BlockRules> BlockSplits<'a, R> {
     pub(crate) fn new(bytes: &'a [u8]) -> BlockSplits<'a, R> {
         #[cfg(target_arch = "x86_64")]
         let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("bmi1");
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = avx2 && std::arch::is_x86_feature_detected!("avx512bw");
         #[cfg(not(target_arch = "x86_64"))]
-        let avx2 = false;
-        BlockSplits { bytes, start: 0, pending: 0, base: 0, scalar_until: 0, avx2, rules: PhantomData }
+        let (avx2, avx512) = (false, false);
+        BlockSplits { bytes, start: 0, pending: 0, base: 0, scalar_until: 0, avx2, avx512, rules: PhantomData }
     }
 
     #[cfg(test)]
     fn portable(bytes: &'a [u8]) -> BlockSplits<'a, R> {
-        BlockSplits { avx2: false, ..BlockSplits::new(bytes) }
+        BlockSplits { avx2: false, avx512: false, ..BlockSplits::new(bytes) }
+    }
+
+    #[cfg(test)]
+    fn avx2_only(bytes: &'a [u8]) -> BlockSplits<'a, R> {
+        BlockSplits { avx512: false, ..BlockSplits::new(bytes) }
     }
 
     /// Writes the (start, end) of the next pre-tokens, plus `offset`, into `out`; returns
     /// how many: all of `out` unless the text ends first.
     #[inline]
     pub(crate) fn fill(&mut self, out: &mut [(usize, usize)], offset: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: the CPU has AVX-512BW, AVX2 and BMI1 (checked in `new`).
+            return unsafe { self.fill_avx512(out, offset) };
+        }
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: the CPU has AVX2 and BMI1 (checked in `new`).
@@ -380,6 +426,12 @@ impl<'a, R: BlockRules> BlockSplits<'a, R> {
     #[target_feature(enable = "avx2,bmi1")]
     unsafe fn fill_avx2(&mut self, out: &mut [(usize, usize)], offset: usize) -> usize {
         self.fill_with(out, offset, |block| unsafe { masks_avx2(block, R::FOLD_CASE) })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,bmi1")]
+    unsafe fn fill_avx512(&mut self, out: &mut [(usize, usize)], offset: usize) -> usize {
+        self.fill_with(out, offset, |block| unsafe { masks_avx512(block, R::FOLD_CASE) })
     }
 
     #[inline(always)]
@@ -438,9 +490,20 @@ mod tests {
         out
     }
 
-    fn blocks<R: BlockRules>(text: &str, portable: bool) -> Vec<(usize, usize)> {
-        let mut splits =
-            if portable { BlockSplits::<R>::portable(text.as_bytes()) } else { BlockSplits::<R>::new(text.as_bytes()) };
+    /// Which masks a test's blocks are made with.
+    #[derive(Clone, Copy)]
+    enum Masker {
+        Best,
+        Avx2,
+        Portable,
+    }
+
+    fn blocks<R: BlockRules>(text: &str, masker: Masker) -> Vec<(usize, usize)> {
+        let mut splits = match masker {
+            Masker::Best => BlockSplits::<R>::new(text.as_bytes()),
+            Masker::Avx2 => BlockSplits::<R>::avx2_only(text.as_bytes()),
+            Masker::Portable => BlockSplits::<R>::portable(text.as_bytes()),
+        };
         let mut out = Vec::new();
         // Batches of odd sizes, so that a batch often ends inside a block.
         let mut batch = [(0, 0); 7];
@@ -455,14 +518,14 @@ mod tests {
         out
     }
 
-    /// Blocks, vector and portable, split as the state machine does.
+    /// Blocks, with every masker, split as the state machine does.
     fn assert_blocks_split_like_the_state_machine(text: &str) {
         let gpt2 = scalar::<Gpt2Rules>(text);
-        assert_eq!(blocks::<Gpt2Rules>(text, false), gpt2, "gpt2 {text:?}");
-        assert_eq!(blocks::<Gpt2Rules>(text, true), gpt2, "gpt2 {text:?}");
         let gpt4 = scalar::<Gpt4Rules>(text);
-        assert_eq!(blocks::<Gpt4Rules>(text, false), gpt4, "gpt4 {text:?}");
-        assert_eq!(blocks::<Gpt4Rules>(text, true), gpt4, "gpt4 {text:?}");
+        for masker in [Masker::Best, Masker::Avx2, Masker::Portable] {
+            assert_eq!(blocks::<Gpt2Rules>(text, masker), gpt2, "gpt2 {text:?}");
+            assert_eq!(blocks::<Gpt4Rules>(text, masker), gpt4, "gpt4 {text:?}");
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -490,6 +553,10 @@ mod tests {
                     (portable.sdmt, portable.l, portable.v_or_r, portable.e) = (0, 0, 0, 0);
                 }
                 assert_eq!(vector, portable, "{block:?}");
+                if std::arch::is_x86_feature_detected!("avx512bw") {
+                    // SAFETY: AVX-512BW is present.
+                    assert_eq!(unsafe { masks_avx512(&block, fold_case) }, portable, "{block:?}");
+                }
             }
         }
     }
