@@ -711,17 +711,18 @@ impl Encoder {
         count
     }
 
+    /// A pre-token of more than 15 bytes: looked up in the thread's own map of those met
+    /// before (a long token among them, once met), then in the long tokens, then merged.
     fn encode_long_piece<T: TokenId>(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
-        if let Some(&id) = self.long_tokens.get(piece) {
-            out.push(T::from_id(id));
-            return;
-        }
         let local = &mut *cache.local;
         let (offset, len) = match local.long.get(piece) {
             Some(&(offset, len)) => (offset as usize, len as usize),
             None => {
                 let offset = local.long_ids.len();
-                self.merge_to_ids(piece, local);
+                match self.long_tokens.get(piece) {
+                    Some(&id) => local.long_ids.push(id),
+                    None => self.merge_to_ids(piece, local),
+                }
                 let len = local.long_ids.len() - offset;
                 local.long.insert(Box::from(piece), (offset as u32, len as u32));
                 (offset, len)
