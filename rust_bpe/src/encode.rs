@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::error::BpeError;
 use crate::packed_table::{hash, PackedTable};
 use crate::pair_ranks::{PackedPairs, PairRanks};
-use crate::pretoken_cache::{Cached, Inserts, PreTokenCache, IN_ARENA};
+use crate::pretoken_cache::{hash_of_home, home, Cached, Inserts, PreTokenCache, IN_ARENA};
 use crate::pretokenize::{cut_points, cut_points_chars, last_cut_after, pack, pack_at, Piece, SpecialTokens, MAX_PACKED};
 use crate::utf8::{push_utf8, CodeUnit, Surrogate};
 use crate::tokenizer::Tokenizer;
@@ -95,7 +95,8 @@ struct Block {
     /// Where each pre-token starts and ends in the text, or (`SPECIAL`, id) for a special
     /// token.
     ranges: [(usize, usize); BLOCK],
-    /// The packed bytes of each pre-token and their hash; 0 for one too long to pack. (The
+    /// The packed bytes of each pre-token and their hash (as `home` gives it); 0 for one too
+    /// long to pack. (The
     /// `AHEAD` past the block's end, never read as keys, spare the loop that asks for the
     /// cache lines a check of its bounds.)
     keys: [(u128, u64); BLOCK + AHEAD],
@@ -144,7 +145,7 @@ impl Block {
                 if let Some(vocabulary) = vocabulary {
                     vocabulary.prefetch_l2(h);
                 }
-                (packed, h)
+                (packed, home(h))
             } else {
                 (0, 0)
             };
@@ -530,7 +531,7 @@ impl Encoder {
     /// Pre-token `i` of the block when the loop over hits did not take it.
     #[inline(never)]
     fn encode_other<T: TokenId>(&self, bytes: &[u8], block: &Block, i: usize, cache: &mut Cache, out: &mut Vec<T>) {
-        let (key, h) = block.keys[i];
+        let (key, h) = (block.keys[i].0, hash_of_home(block.keys[i].1));
         let (start, end) = block.ranges[i];
         if key == 0 {
             if start == SPECIAL {
