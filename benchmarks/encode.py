@@ -15,7 +15,8 @@ is timed, so every pre-token cache starts cold for the corpus, as when a file is
 once. Threads are set with RAYON_NUM_THREADS for every peer, plus each peer's own knob;
 OPENBLAS_NUM_THREADS=1 keeps numpy's idle BLAS threads from taking CPU time from any of them.
 With --repeat N each is measured N times, in rounds over all of them (the VM's speed
-drifts from minute to minute), and the fastest is kept.
+drifts from minute to minute), and the fastest is kept. HF tokenizers' cells are measured
+after all the others' (see `measure_all`).
 
 Then the same with the GPT-4 (cl100k) pattern, on a few corpora: a 32K tokenizer that pybpe
 trains on webtext_pool.txt with that pattern, which tiktoken gets as `to_tiktoken()` and
@@ -182,20 +183,27 @@ def measure(peer, threads, corpus, exports):
 
 
 def measure_all(corpora, settings, exports, repeat, sizes):
-    """{(peer, threads, corpus): the fastest of `repeat` runs, or None if one failed or ids differed}."""
+    """{(peer, threads, corpus): the fastest of `repeat` runs, or None if one failed or ids differed}.
+
+    HF tokenizers' workers run in a pass of their own after the others: they allocate several
+    GB (its Encoding objects), and on this project's VM a process started soon after one
+    touches fresh memory slowly (the freed memory has gone back to the host), which landed on
+    whichever peer ran next."""
     results = {}
-    for round_ in range(repeat):
-        for c in corpora:
-            for peer, threads in sorted(settings, key=lambda s: s != ("tiktoken", 1)):
-                key = (peer, threads, c)
-                r = measure(peer, threads, c, exports)
-                if r:
-                    print(f"  {os.path.basename(c):32} {peer:>10} x{threads}  {sizes[c] / r['seconds'] / 1e6:8.1f} MB/s",
-                          file=sys.stderr)
-                if round_ == 0 or (results[key] and r and r["sha256"] == results[key]["sha256"]):
-                    results[key] = r if round_ == 0 or r["seconds"] < results[key]["seconds"] else results[key]
-                else:
-                    results[key] = None  # a failed run, or ids that differ between runs
+    others = sorted((s for s in settings if s[0] != "tokenizers"), key=lambda s: s != ("tiktoken", 1))
+    for settings_pass in (others, [s for s in settings if s[0] == "tokenizers"]):
+        for round_ in range(repeat):
+            for c in corpora:
+                for peer, threads in settings_pass:
+                    key = (peer, threads, c)
+                    r = measure(peer, threads, c, exports)
+                    if r:
+                        print(f"  {os.path.basename(c):32} {peer:>10} x{threads}  {sizes[c] / r['seconds'] / 1e6:8.1f} MB/s",
+                              file=sys.stderr)
+                    if round_ == 0 or (results[key] and r and r["sha256"] == results[key]["sha256"]):
+                        results[key] = r if round_ == 0 or r["seconds"] < results[key]["seconds"] else results[key]
+                    else:
+                        results[key] = None  # a failed run, or ids that differ between runs
     return results
 
 
