@@ -3,9 +3,8 @@
 //! parts whose concatenation has the lowest rank (id), leftmost first.
 //!
 //! Speed comes from a cache of pre-token -> ids that every thread encoding with the encoder
-//! shares (pre-tokens of up to 15 bytes are packed into one u128 key; it holds the
-//! pre-tokens met, and the whole vocabulary only once the text is long enough to meet most
-//! of it, so that it stays small for a small text),
+//! shares (pre-tokens of up to 15 bytes are packed into one u128 key; it holds the whole
+//! vocabulary from the first call on, and the pre-tokens met),
 //! a pair table (left id, right id) -> merged id instead of hashing byte strings, and
 //! parallel chunks cut where no pre-token or special token crosses.
 
@@ -50,9 +49,9 @@ pub struct Encoder {
     medium_keys_fit: bool,
     /// Whether the CPU has what `merge_short_avx512` needs.
     avx512: bool,
-    /// Every token of at most 15 bytes, by its packed bytes: asked when a pre-token is
-    /// first met, and copied into a cache that will see a text long enough to meet most
-    /// of them.
+    /// Every token of at most 15 bytes, by its packed bytes: put in the cache at its first
+    /// call, and asked for a pre-token the cache misses while it does not hold them yet
+    /// (while another thread puts them in).
     short_tokens: PackedTable<Cached>,
     /// Every longer token.
     long_tokens: FxHashMap<Box<[u8]>, u32>,
@@ -96,9 +95,8 @@ struct Block {
     /// token.
     ranges: [(usize, usize); BLOCK],
     /// The packed bytes of each pre-token and their hash (as `home` gives it); 0 for one too
-    /// long to pack. (The
-    /// `AHEAD` past the block's end, never read as keys, spare the loop that asks for the
-    /// cache lines a check of its bounds.)
+    /// long to pack. (The `AHEAD` past the block's end, never read as keys, spare the loop
+    /// that asks for the cache lines a check of its bounds.)
     keys: [(u128, u64); BLOCK + AHEAD],
     n: usize,
 }
@@ -1034,9 +1032,6 @@ impl Encoder {
     }
 }
 
-/// Chunks of about what size a text of `len` bytes (or characters) is cut into for
-/// `threads`; None for one chunk. Below a quarter of a megabyte, waking the other threads
-/// costs more than they save.
 /// tiktoken's merge of a pre-token of at most 15 bytes (as `Encoder::merge_linked`) with its
 /// sixteen keys in one AVX-512 register instead of an array (the lowest found with one
 /// reduction, three lanes set a round) and its parts linked by a bit mask of where each
@@ -1121,6 +1116,9 @@ impl ShortMerge {
     }
 }
 
+/// Chunks of about what size a text of `len` bytes (or characters) is cut into for
+/// `threads`; None for one chunk. Below a quarter of a megabyte, waking the other threads
+/// costs more than they save.
 fn chunk_target(len: usize, threads: usize) -> Option<usize> {
     const MIN_PARALLEL: usize = 256 << 10;
     const MIN_CHUNK: usize = 64 << 10;

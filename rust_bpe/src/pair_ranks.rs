@@ -102,6 +102,7 @@ impl PairRanks {
 }
 
 impl PackedPairs {
+    /// The id that `a` followed by `b` merge into, u32::MAX if none.
     #[inline(always)]
     pub(crate) fn get(&self, a: u32, b: u32) -> u32 {
         if (a | b) < self.dense_below {
