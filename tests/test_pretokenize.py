@@ -13,7 +13,8 @@ from reference_bpe import pretokenize as reference_pretokenize
 
 
 def test_character_classes_agree_with_the_regex_module_on_every_established_character():
-    assert len(NEWER_THAN_PYTHON) < 10_000
+    # Any release of `regex` may carry newer Unicode tables than Rust's: only characters that
+    # Python's unicodedata leaves unassigned may differ, however many a new Unicode version adds.
     assigned = [c for c in NEWER_THAN_PYTHON if unicodedata.category(chr(c)) != "Cn"]
     assert assigned == [], f"{unicodedata.unidata_version}: {[hex(c) for c in assigned[:10]]}"
 
