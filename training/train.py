@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -107,7 +108,13 @@ class Dist:
 
     def stop(self) -> None:
         if self.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+            # The DDP wrapper (in a reference cycle) holds the process group: collected here, so
+            # that the group is torn down now and not while the interpreter exits (SIGABRT there).
+            try:
+                dist.barrier()
+            finally:
+                gc.collect()
+                dist.destroy_process_group()
 
     def mean(self, value: float, device: torch.device) -> float:
         if not self.enabled:
