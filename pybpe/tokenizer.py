@@ -134,15 +134,17 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: PathLike) -> "Tokenizer":
-        """Reads a tokenizer file written by `save`, or, where no file has that name, makes a
-        named encoding (see `from_name`): a file that exists always wins."""
+        """Reads a tokenizer file written by `save`; a string that names no file but a named
+        encoding ("gpt2", "cl100k_base", ...) makes that encoding (see `from_name`)."""
         from pybpe import interop
 
         fspath = os.fspath(path)
         if not os.path.exists(fspath):
-            if isinstance(fspath, str) and interop.is_encoding_name(fspath):
-                return cls.from_name(fspath)
-            raise FileError(f"{fspath}: no such tokenizer file or named encoding "
+            if not isinstance(path, str):
+                raise FileError(f"{fspath}: no such tokenizer file")
+            if interop.is_encoding_name(path):
+                return cls.from_name(path)
+            raise FileError(f"{path}: no such tokenizer file or named encoding "
                             f"(known: {', '.join(interop.encoding_names())})")
         tokenizer = cls(_core.CoreTokenizer.load(fspath))
         tokenizer.source_path = os.path.abspath(path)
