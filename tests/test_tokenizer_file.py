@@ -1,9 +1,12 @@
 """What a tokenizer must be to load: merges that rebuild its vocabulary, ids that are whole
 numbers; and special-token names that can be special tokens."""
 
+import base64
 import json
 
 import pytest
+import tiktoken
+import tiktoken.load
 
 import pybpe
 
@@ -179,3 +182,31 @@ def test_a_lone_surrogate_disallowed_disallows_nothing_as_any_name_no_special_to
     assert trained.encode(text, disallowed_special={"\ud800"}) == trained.encode(text.replace("\ud800", "\ufffd"))
     with pytest.raises(pybpe.SpecialTokenError):
         trained.encode(f"a{SPECIAL}", disallowed_special={"\ud800", SPECIAL})
+
+
+# -- merges derived from tiktoken ranks ----------------------------------------------------
+
+
+def write_ranks(path, extra):
+    tokens = [bytes([b]) for b in range(256)] + extra
+    path.write_bytes(b"".join(base64.b64encode(t) + b" %d\n" % rank for rank, t in enumerate(tokens)))
+
+
+def test_a_tiktoken_token_its_own_bpe_leaves_in_three_parts_is_made_from_two_lower_ranked_tokens(tmp_path):
+    # BPE of ".:.:" with the tokens below it joins the middle ":." first and stops at ". :. :".
+    path = tmp_path / "ranks.tiktoken"
+    write_ranks(path, [b":.", b".:", b".:.:"])
+    tok = pybpe.Tokenizer.from_tiktoken_file(path, pattern=r"\S+|\s+")
+    assert tok.merges == [(b":", b"."), (b".", b":"), (b".:", b".:")]
+    enc = tiktoken.Encoding("t", pat_str=r"\S+|\s+", mergeable_ranks=tiktoken.load.load_tiktoken_bpe(str(path)),
+                            special_tokens={})
+    for text in [".:.:", ".:.:.:", "x.:.:", ":.:.:"]:
+        assert tok.encode(text) == enc.encode(text)
+
+
+def test_a_tiktoken_token_that_is_not_two_lower_ranked_tokens_joined_is_refused(tmp_path):
+    path = tmp_path / "ranks.tiktoken"
+    write_ranks(path, [b"ab", b"xyz"])
+    with pytest.raises(pybpe.TokenizerFileError, match=r"ranks.tiktoken: the token b'xyz' \(rank 257\) is not two "
+                                                       r"tokens of lower rank joined, so no merge can make it"):
+        pybpe.Tokenizer.from_tiktoken_file(path, pattern="gpt2")
