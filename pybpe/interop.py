@@ -129,8 +129,6 @@ def build(
     for id, token in vocab.items():
         if not isinstance(id, int) or isinstance(id, bool) or id < 0:
             raise TokenizerFileError(f"{source}: the token {token!r} has id {id!r}; ids are whole numbers from 0")
-        if not isinstance(token, bytes):
-            raise TokenizerFileError(f"{source}: token {id} is {token!r}, not bytes")
     vocab = dict(vocab)
     specials: list[tuple[str, int]] = []
     if isinstance(special_tokens, Mapping):

@@ -241,27 +241,23 @@ class Tokenizer:
         default: all cores; 1: this thread only); the ids are the same for any count.
         """
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
-        before = self._coverage()
+        before = self._core.pattern_coverage() if self._check_coverage else None
         ids = _on_text(self._core.encode, text, allowed, disallowed, _threads(threads))
-        self._warn_if_unmatched(before)
+        if before is not None:
+            self._warn_if_unmatched(before)
         return ids
 
     def encode_ordinary(self, text: str, *, threads: Optional[int] = None) -> list[int]:
         """Token ids of `text` with special tokens treated as plain text (`threads` as in `encode`)."""
-        before = self._coverage()
+        before = self._core.pattern_coverage() if self._check_coverage else None
         ids = _on_text(self._core.encode_ordinary, text, _threads(threads))
-        self._warn_if_unmatched(before)
+        if before is not None:
+            self._warn_if_unmatched(before)
         return ids
 
-    def _coverage(self) -> Optional[tuple[int, int]]:
-        """For a regular-expression pattern, how much text it has matched so far (see
-        `_warn_if_unmatched`); None for a built-in pattern."""
-        return self._core.pattern_coverage() if self._check_coverage else None
-
-    def _warn_if_unmatched(self, before: Optional[tuple[int, int]]) -> None:
-        """Warns, once, when the pattern left most of the text encoded since `before` out."""
-        if before is None:
-            return
+    def _warn_if_unmatched(self, before: tuple[int, int]) -> None:
+        """Warns, once, when the pattern left most of the text encoded since `before` (its
+        `pattern_coverage()` then) out of its pre-tokens."""
         share = self._core.pattern_mostly_unmatched_since(before)
         if share is not None:
             self._check_coverage = False
@@ -283,13 +279,14 @@ class Tokenizer:
     ) -> list[list[int]]:
         """`encode` of each text, in parallel over the texts (all cores by default)."""
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
-        before = self._coverage()
+        before = self._core.pattern_coverage() if self._check_coverage else None
         try:
             batch = self._core.encode_batch(list(texts), allowed, disallowed, _threads(threads))
         except UnicodeEncodeError:
             texts = [_without_surrogates(t) for t in texts]
             batch = self._core.encode_batch(texts, allowed, disallowed, _threads(threads))
-        self._warn_if_unmatched(before)
+        if before is not None:
+            self._warn_if_unmatched(before)
         return batch
 
     @property
@@ -312,9 +309,10 @@ class Tokenizer:
 
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
         dtype = self.dtype
-        before = self._coverage()
+        before = self._core.pattern_coverage() if self._check_coverage else None
         ids = _on_text(self._core.encode_to_array, text, allowed, disallowed, _threads(threads), dtype.itemsize)
-        self._warn_if_unmatched(before)
+        if before is not None:
+            self._warn_if_unmatched(before)
         return np.asarray(ids).astype(dtype, copy=False)
 
     def encode_iterable(
@@ -327,7 +325,7 @@ class Tokenizer:
         """Yields the ids of the concatenated strings (e.g. a file's lines), exactly those of
         encoding the whole text, holding only a bounded piece of it in memory."""
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
-        before = self._coverage()
+        before = self._core.pattern_coverage() if self._check_coverage else None
         pending: list[str] = []
         pending_len = 0
         for piece in iterable:
@@ -344,7 +342,8 @@ class Tokenizer:
             pending, pending_len = [text[cut:]], len(text) - cut
         if pending:
             yield from _on_text(self._core.encode, "".join(pending), allowed, disallowed, 1)
-        self._warn_if_unmatched(before)
+        if before is not None:
+            self._warn_if_unmatched(before)
 
     def decode_bytes(self, ids: Union[Iterable[int], "np.ndarray"]) -> bytes:
         """The bytes of the tokens `ids`, joined."""
@@ -379,9 +378,10 @@ class Tokenizer:
         """
         from pybpe import tokenfile
 
-        before = self._coverage()
+        before = self._core.pattern_coverage() if self._check_coverage else None
         sidecar = tokenfile.encode_files(self, paths, out_path, dtype=dtype, threads=_threads(threads), progress=progress)
-        self._warn_if_unmatched(before)
+        if before is not None:
+            self._warn_if_unmatched(before)
         return sidecar
 
     # -- interop
