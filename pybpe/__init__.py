@@ -7,13 +7,22 @@ from pybpe.errors import (
     PybpeError,
     SpecialTokenError,
     TokenizerFileError,
+    UnmatchedTextWarning,
     VocabShortfallWarning,
 )
 from pybpe.tokenizer import Tokenizer
 
+
+def get_encoding(name: str) -> Tokenizer:
+    """A named encoding ("gpt2", "cl100k_base", ...), as tiktoken's `get_encoding`: see
+    `Tokenizer.from_name`."""
+    return Tokenizer.from_name(name)
+
+
 __version__ = "0.1.0"
 __all__ = [
     "Tokenizer",
+    "get_encoding",
     "PybpeError",
     "FileError",
     "CorpusError",
@@ -21,4 +30,5 @@ __all__ = [
     "TokenizerFileError",
     "SpecialTokenError",
     "VocabShortfallWarning",
+    "UnmatchedTextWarning",
 ]

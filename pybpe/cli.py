@@ -133,6 +133,11 @@ def cmd_stats(args) -> int:
     return commands.cmd_stats(args)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr."""
+    print(f"pybpe: warning: {message}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pybpe", description="Fast byte-level BPE: train, encode, inspect.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -145,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--special", action="append", metavar="TOKEN",
                        help="a special token such as <|endoftext|> (repeatable); never merged across")
     train.add_argument("--pattern", default="gpt2", metavar="gpt2|gpt4|REGEX",
-                       help="pre-tokenizer: gpt2 (r50k, default), gpt4 (cl100k) or a regular expression")
+                       help="pre-tokenizer: gpt2 (r50k, default), gpt4 (cl100k), o200k (names in any case) "
+                            "or a regular expression")
     train.add_argument("--threads", type=int, default=None, metavar="N", help="threads (default: all cores)")
     train.add_argument("--strict", action="store_true", help="fail on invalid UTF-8 instead of replacing it")
     train.add_argument("-o", "--output", default="tokenizer.json", metavar="OUT",
@@ -159,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--vocab", type=int, default=10000, metavar="N", help="vocabulary size (default 10000)")
     demo.set_defaults(run=cmd_demo)
 
-    tokenizer_help = "a tokenizer file written by pybpe train"
+    tokenizer_help = ("a tokenizer file written by pybpe train, or a named encoding: gpt2, r50k_base, p50k_base, "
+                      "cl100k_base, o200k_base (all but gpt2 through tiktoken and its cache, TIKTOKEN_CACHE_DIR)")
     encode = sub.add_parser("encode", help="encode text files to a token file (.bin)",
                             description="Encode text files to OUT.bin (little-endian ids, special tokens such as "
                                         "<|endoftext|> read as such) and OUT.bin.json describing it.")
@@ -203,7 +210,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.run(args)
     except (UserError, PybpeError) as e:
         print(f"pybpe: error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -43,9 +43,8 @@ def writes_to_stdout(command):
 
 
 def load_tokenizer(path: str) -> Tokenizer:
-    """A pybpe tokenizer file (written by `pybpe train` or `Tokenizer.save`)."""
-    if not Path(path).exists():
-        raise FileError(f"{path}: no such tokenizer file")
+    """A pybpe tokenizer file (written by `pybpe train` or `Tokenizer.save`), or where no
+    file has that name a named encoding such as gpt2 or cl100k_base."""
     return Tokenizer.load(path)
 
 
@@ -135,11 +134,11 @@ def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Opti
             raise ConfigError(f"--dtype {dtype} contradicts {sidecar_path}, which says {sidecar['dtype']}")
         dtype = sidecar["dtype"]
         recorded = (sidecar.get("tokenizer") or {}).get("sha256")
-        ours = {hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest(),
-                hashlib.sha256(tok.to_json().encode("utf-8")).hexdigest()}
+        ours = {tokenfile.tokenizer_sha256(tok), hashlib.sha256(tok.to_json().encode("utf-8")).hexdigest()}
         if recorded and recorded not in ours:
-            print(f"pybpe: warning: {path} was encoded with another tokenizer "
-                  f"({sidecar['tokenizer'].get('path')}) than {tokenizer_path}", file=sys.stderr)
+            used = sidecar["tokenizer"].get("name") or sidecar["tokenizer"].get("path")
+            print(f"pybpe: warning: {path} was encoded with another tokenizer ({used}) than {tokenizer_path}",
+                  file=sys.stderr)
     elif dtype is None:
         dtype = "uint16" if tok.vocab_size <= 1 << 16 else "uint32"
     if path.is_dir():

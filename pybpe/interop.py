@@ -114,13 +114,21 @@ def build(
     special_tokens: SpecialTokens,
     pattern: str,
     source: str,
+    merge_names: Optional[list[str]] = None,
 ) -> _core.CoreTokenizer:
     """A core tokenizer from token bytes by id and merges as byte pairs, in rank order.
 
     `special_tokens` is a list of strings or a dict string -> id. A listed special token
     takes the id of the token of the vocabulary holding its bytes, if there is one, else
-    the next free id. `source` names where the parts came from, for error messages.
+    the next free id. `source` names where the parts came from, and `merge_names` each
+    merge (else "merge i"), for error messages. The merges must rebuild the vocabulary:
+    the core checks that, and refuses naming the first merge that does not.
     """
+    if not isinstance(vocab, Mapping):
+        raise ConfigError(f"the vocab must be a dict of id -> token bytes, not {type(vocab).__name__}")
+    for id, token in vocab.items():
+        if not isinstance(id, int) or isinstance(id, bool) or id < 0:
+            raise TokenizerFileError(f"{source}: the token {token!r} has id {id!r}; ids are whole numbers from 0")
     vocab = dict(vocab)
     specials: list[tuple[str, int]] = []
     if isinstance(special_tokens, Mapping):
@@ -150,8 +158,6 @@ def build(
     if len({id for _, id in specials}) < len(specials):
         raise ConfigError(f"two special tokens share an id: {specials}")
 
-    if min(vocab, default=0) < 0:
-        raise TokenizerFileError(f"{source}: negative token id {min(vocab)}")
     # Ids left out are unused (cl100k leaves some between its special tokens), but not
     # more of them than tokens: an id far past the others is a damaged file.
     size = max(vocab, default=-1) + 1
@@ -167,12 +173,13 @@ def build(
         a, b = id_of_token.get(left), id_of_token.get(right)
         if a is None or b is None:
             unknown = left if a is None else right
+            name = merge_names[rank] if merge_names else f"merge {rank}"
             raise TokenizerFileError(
-                f"{source}: merge {rank} ({bytes_to_gpt2_string(left)} {bytes_to_gpt2_string(right)}) uses "
+                f"{source}: {name} ({bytes_to_gpt2_string(left)} {bytes_to_gpt2_string(right)}) uses "
                 f"{bytes_to_gpt2_string(unknown)!r}, which is not in the vocabulary")
         merge_ids.append((a, b))
     try:
-        return _core.CoreTokenizer.from_parts(tokens, merge_ids, specials, pattern)
+        return _core.CoreTokenizer.from_parts(tokens, merge_ids, specials, pattern, merge_names)
     except TokenizerFileError as e:
         raise TokenizerFileError(f"{source}: {e}") from None
 
@@ -205,7 +212,8 @@ def read_gpt2(vocab_json: PathLike, merges_txt: PathLike, special_tokens: Iterab
     special_ids: dict[str, int] = {}
     for token, id in doc.items():
         if not isinstance(id, int) or isinstance(id, bool) or id < 0:
-            raise TokenizerFileError(f"{vocab_json}: token {token!r} has id {id!r}, not a whole number")
+            raise TokenizerFileError(
+                f"{vocab_json}: token {token!r} has id {json.dumps(id)}; ids are whole numbers from 0")
         if token in special_tokens:
             special_ids[token] = id
             continue
@@ -215,8 +223,9 @@ def read_gpt2(vocab_json: PathLike, merges_txt: PathLike, special_tokens: Iterab
         if id in vocab:
             raise TokenizerFileError(f"{vocab_json}: id {id} is given to two tokens")
         vocab[id] = token_bytes
-    merges = []
+    merges, merge_names = [], []
     lines = _read_text(merges_txt, "GPT-2 merges.txt").split("\n")
+    file_name = Path(merges_txt).name
     for number, line in enumerate(lines, start=1):
         line = line.rstrip("\r")
         if not line or (number == 1 and line.startswith("#version")):
@@ -227,11 +236,12 @@ def read_gpt2(vocab_json: PathLike, merges_txt: PathLike, special_tokens: Iterab
             raise TokenizerFileError(
                 f"{merges_txt}: line {number} is not a merge (two tokens in byte-to-unicode form): {line[:60]!r}")
         merges.append((pair[0], pair[1]))
+        merge_names.append(f"{file_name} line {number}")
     # Specials found in vocab.json keep their ids; the others come after the largest id.
     for name in special_tokens:
         if name not in special_ids:
             special_ids[name] = max([*vocab, *special_ids.values()], default=-1) + 1
-    return build(vocab, merges, special_ids, pattern, source=f"{vocab_json} + {merges_txt}")
+    return build(vocab, merges, special_ids, pattern, source=f"{vocab_json} + {merges_txt}", merge_names=merge_names)
 
 
 def save_gpt2(core: _core.CoreTokenizer, vocab_json: PathLike, merges_txt: PathLike) -> None:
@@ -258,12 +268,8 @@ def _tokens(core: _core.CoreTokenizer) -> dict[int, bytes]:
 
 
 def read_tiktoken_file(path: PathLike, special_tokens: SpecialTokens, pattern: str) -> _core.CoreTokenizer:
-    """Reads a tiktoken rank file ("base64(token) rank" per line): ids are the ranks.
-
-    The file holds no merges; the merge making the token of rank r is the split of its
-    bytes that BPE with the tokens of lower rank ends at, as tiktoken encodes it. A token
-    that BPE cannot reach that way (none in OpenAI's files) gets no merge.
-    """
+    """Reads a tiktoken rank file ("base64(token) rank" per line): ids are the ranks, and
+    the merges are derived from them (see `merges_of_ranks`)."""
     ranks: dict[bytes, int] = {}
     vocab: dict[int, bytes] = {}
     for number, line in enumerate(_read_bytes(path).split(b"\n"), start=1):
@@ -289,14 +295,31 @@ def read_tiktoken_file(path: PathLike, special_tokens: SpecialTokens, pattern: s
         vocab[rank] = token
     if not ranks:
         raise TokenizerFileError(f"{path}: not a tiktoken rank file (no tokens)")
+    return build(vocab, merges_of_ranks(ranks, str(path)), special_tokens, pattern, source=str(path))
+
+
+def merges_of_ranks(ranks: Mapping[bytes, int], source: str) -> list[tuple[bytes, bytes]]:
+    """The merges of tiktoken ranks, in rank order: the merge making the token of rank r is
+    the split of its bytes that BPE with the tokens of lower rank ends at, as tiktoken
+    encodes it. Where that BPE ends in more than two parts (a token tiktoken makes only
+    from neighbouring text, if ever), the merge is its split into two tokens of lower rank
+    whose later part has the lowest rank; a token with no such split is refused."""
     merges = []
-    for rank in sorted(vocab):
-        token = vocab[rank]
-        if len(token) >= 2:
-            parts = bpe_with_lower_ranks(token, ranks, rank)
-            if len(parts) == 2:
-                merges.append((parts[0], parts[1]))
-    return build(vocab, merges, special_tokens, pattern, source=str(path))
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        if len(token) < 2:
+            continue
+        parts = bpe_with_lower_ranks(token, ranks, rank)
+        if len(parts) != 2:
+            splits = [(max(ranks[token[:i]], ranks[token[i:]]), i) for i in range(1, len(token))
+                      if ranks.get(token[:i], rank) < rank and ranks.get(token[i:], rank) < rank]
+            if not splits:
+                raise TokenizerFileError(
+                    f"{source}: the token {token!r} (rank {rank}) is not two tokens of lower rank joined, "
+                    f"so no merge can make it")
+            cut = min(splits)[1]
+            parts = [token[:cut], token[cut:]]
+        merges.append((parts[0], parts[1]))
+    return merges
 
 
 def bpe_with_lower_ranks(token: bytes, ranks: Mapping[bytes, int], max_rank: int) -> list[bytes]:
@@ -316,21 +339,10 @@ def bpe_with_lower_ranks(token: bytes, ranks: Mapping[bytes, int], max_rank: int
 
 
 def mergeable_ranks(core: _core.CoreTokenizer) -> dict[bytes, int]:
-    """The non-special tokens by id, checked to be ranks: tiktoken merges the pair whose
-    joined bytes have the lowest rank, so each merge must make a token of higher id than
-    the merges before it (true of tokenizers pybpe trains and of GPT-2)."""
+    """The non-special tokens by id: tiktoken's ranks (the core holds every tokenizer to
+    merges that make tokens in the order of their ids)."""
     special_ids = {id for _, id in core.special_tokens()}
-    tokens = _tokens(core)
-    previous = -1
-    id_of = {token: id for id, token in tokens.items() if id not in special_ids}
-    for rank, (a, b) in enumerate(core.merge_ids()):
-        made = id_of[tokens[a] + tokens[b]]
-        if made <= previous:
-            raise ConfigError(
-                f"the ids of this tokenizer are not ranks: merge {rank} makes token {made}, a lower id than the "
-                f"merge before it made ({previous}); tiktoken would tokenize differently")
-        previous = made
-    return id_of
+    return {token: id for id, token in _tokens(core).items() if id not in special_ids}
 
 
 def save_tiktoken(core: _core.CoreTokenizer, path: PathLike) -> None:
@@ -416,3 +428,69 @@ def huggingface_json(core: _core.CoreTokenizer) -> dict:
 def save_huggingface(core: _core.CoreTokenizer, path: PathLike) -> None:
     data = json.dumps(huggingface_json(core), ensure_ascii=False, indent=1).encode("utf-8")
     write_atomically(path, data)
+
+
+# -- named encodings ---------------------------------------------------------------------
+
+# tiktoken's OpenAI encodings, named even where tiktoken is not installed. tiktoken may
+# know more (plugins); those are named by tiktoken.list_encoding_names().
+TIKTOKEN_ENCODINGS = ("r50k_base", "p50k_base", "p50k_edit", "cl100k_base", "o200k_base", "o200k_harmony")
+# Their pattern by name, where pybpe has a built-in splitter for it; any other encoding
+# runs its own regular expression.
+_BUILTIN_PATTERNS = {"gpt2": "gpt2", "r50k_base": "gpt2", "p50k_base": "gpt2", "p50k_edit": "gpt2",
+                     "cl100k_base": "gpt4"}
+GPT2_FILES = ("cs336/gpt2_vocab.json", "cs336/gpt2_merges.txt")
+
+
+def encoding_names() -> list[str]:
+    """The names `read_named` takes: gpt2, and tiktoken's encodings."""
+    try:
+        import tiktoken
+    except ImportError:
+        names = list(TIKTOKEN_ENCODINGS)
+    else:
+        names = list(tiktoken.list_encoding_names())
+    return ["gpt2", *(n for n in names if n != "gpt2")]
+
+
+def is_encoding_name(name: str) -> bool:
+    return name.lower() in encoding_names()
+
+
+def read_named(name: str) -> _core.CoreTokenizer:
+    """The tokenizer of a named encoding (any case): gpt2 from GPT-2's vocab.json and
+    merges.txt in the shared data folder when they are there, else, like every other name,
+    through tiktoken's own loader and cache, with tiktoken's special tokens and pattern."""
+    name = name.lower()
+    if name not in encoding_names():
+        raise ConfigError(f"{name}: no such named encoding (known: {', '.join(encoding_names())})")
+    if name == "gpt2":
+        from pybpe.data import data_dir
+
+        vocab_json, merges_txt = (data_dir() / f for f in GPT2_FILES)
+        if vocab_json.is_file() and merges_txt.is_file():
+            return read_gpt2(vocab_json, merges_txt, ["<|endoftext|>"], "gpt2")
+    return read_tiktoken_encoding(name)
+
+
+def read_tiktoken_encoding(name: str) -> _core.CoreTokenizer:
+    try:
+        import tiktoken
+    except ImportError:
+        raise ConfigError(f"{name} is one of tiktoken's named encodings: pip install tiktoken to use it "
+                          f"(or pass a tokenizer file)") from None
+    try:
+        encoding = tiktoken.get_encoding(name)
+    except Exception as e:  # tiktoken's loader fails by requests, OSError or ValueError
+        cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+        where = f"TIKTOKEN_CACHE_DIR={cache}" if cache else "tiktoken's default cache (TIKTOKEN_CACHE_DIR is not set)"
+        network = type(e).__module__.startswith(("requests", "urllib3"))
+        reason = type(e).__name__ if network or not str(e) else str(e).splitlines()[0][:160]
+        raise FileError(
+            f"{name}: tiktoken's files for it are not in {where} and cannot be downloaded ({reason}); set "
+            f"TIKTOKEN_CACHE_DIR to a folder holding tiktoken's cached files, or pass a tokenizer file") from None
+    ranks = encoding._mergeable_ranks
+    vocab = {rank: token for token, rank in ranks.items()}
+    pattern = _BUILTIN_PATTERNS.get(name, encoding._pat_str)
+    source = f"tiktoken's {name}"
+    return build(vocab, merges_of_ranks(ranks, source), dict(encoding._special_tokens), pattern, source=source)

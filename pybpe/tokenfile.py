@@ -3,7 +3,7 @@ end-of-text id; `X.bin.json` beside it says how to read it.
 
     {"format": "pybpe-tokens", "version": 1, "dtype": "uint16", "num_tokens": N, "vocab_size": V,
      "special_tokens": {"<|endoftext|>": 9999},
-     "tokenizer": {"path": "/abs/tokenizer.json", "sha256": "..."},
+     "tokenizer": {"path": "/abs/tokenizer.json", "sha256": "..."},  (a named encoding: {"name": "gpt2", ...})
      "sources": [{"path": "corpus.txt", "bytes": 123}]}
 """
 
@@ -64,7 +64,7 @@ def encode_files(tokenizer, paths, out_path, *, dtype: str = "auto", threads: in
             "num_tokens": report["num_tokens"],
             "vocab_size": tokenizer.vocab_size,
             "special_tokens": tokenizer.special_tokens,
-            "tokenizer": {"path": tokenizer.source_path, "sha256": tokenizer_sha256(tokenizer)},
+            "tokenizer": tokenizer_reference(tokenizer),
             "sources": [{"path": os.path.abspath(p), "bytes": n} for p, n in report["sources"]],
             "invalid_utf8_bytes": report["invalid_utf8_bytes"],
         }
@@ -76,6 +76,14 @@ def encode_files(tokenizer, paths, out_path, *, dtype: str = "auto", threads: in
             if leftover.exists():
                 leftover.unlink()
     return dict(sidecar, seconds=report["seconds"], bytes_read=report["bytes_read"])
+
+
+def tokenizer_reference(tokenizer) -> dict:
+    """How a sidecar names the tokenizer: {"name": ..., "sha256": ...} for a named encoding
+    (`Tokenizer.load(name)` makes it again), else {"path": ..., "sha256": ...}."""
+    if tokenizer.name:
+        return {"name": tokenizer.name, "sha256": tokenizer_sha256(tokenizer)}
+    return {"path": tokenizer.source_path, "sha256": tokenizer_sha256(tokenizer)}
 
 
 def tokenizer_sha256(tokenizer) -> str:

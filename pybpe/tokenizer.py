@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from pybpe import _core
-from pybpe.errors import ConfigError, VocabShortfallWarning
+from pybpe.errors import ConfigError, FileError, UnmatchedTextWarning, VocabShortfallWarning
 
 # encode_iterable encodes the text it has gathered once it holds this many characters.
 _ITERABLE_BLOCK_CHARS = 1 << 20
@@ -35,9 +35,28 @@ def _specials_args(allowed_special, disallowed_special):
             return "all"
         if isinstance(value, str):
             raise ConfigError(f'{name} must be "all" or a collection of special tokens, not the string {value!r}')
-        return list(value)
+        names = list(value)
+        for special in names:
+            if not isinstance(special, str):
+                raise ConfigError(f"{name} holds {special!r}, not a string")
+            if not special.isascii() and _has_surrogates(special):
+                if name == "allowed_special":
+                    raise ConfigError(f"{special!r} is not a special token of this tokenizer: it holds a lone "
+                                      f"surrogate, which UTF-8 cannot encode")
+                # As any other name that is no special token's, it disallows nothing.
+                names = [n for n in names if not _has_surrogates(n)]
+                break
+        return names
 
     return as_arg(allowed_special, "allowed_special"), as_arg(disallowed_special, "disallowed_special")
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _without_surrogates(text: str) -> str:
@@ -64,7 +83,10 @@ class Tokenizer:
         self._core = core
         self.train_report: Optional[dict] = None
         self.source_path: Optional[str] = None  # the file it was loaded from or last saved to
+        self.name: Optional[str] = None  # the named encoding it is ("gpt2", "cl100k_base", ...)
         self._vocab: Optional[dict] = None
+        # A regular-expression pattern may leave text out of every token: encoding says so once.
+        self._check_coverage = core.pattern_coverage() is not None
 
     # -- making one ------------------------------------------------------------------
 
@@ -82,9 +104,11 @@ class Tokenizer:
     ) -> "Tokenizer":
         """Trains on text files ("-" is standard input).
 
-        `pattern` is "gpt2", "gpt4" or a regular expression. Invalid UTF-8 is replaced
-        with U+FFFD unless `strict_utf8`. The counts of the run are in `.train_report`.
-        Warns with VocabShortfallWarning when the corpus runs out of pairs first.
+        `pattern` is "gpt2", "gpt4", "o200k" (names in any case) or a regular expression;
+        one that leaves most of the text out of its pre-tokens is refused (CorpusError).
+        Invalid UTF-8 is replaced with U+FFFD unless `strict_utf8`. The counts of the run
+        are in `.train_report`. Warns with VocabShortfallWarning when the corpus runs out
+        of pairs first.
         """
         if isinstance(files, (str, os.PathLike)):
             files = [files]
@@ -110,15 +134,43 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: PathLike) -> "Tokenizer":
-        """Reads a tokenizer file written by `save`."""
-        tokenizer = cls(_core.CoreTokenizer.load(os.fspath(path)))
+        """Reads a tokenizer file written by `save`; a string that names no file but a named
+        encoding ("gpt2", "cl100k_base", ...) makes that encoding (see `from_name`)."""
+        from pybpe import interop
+
+        fspath = os.fspath(path)
+        if not os.path.exists(fspath):
+            if not isinstance(path, str):
+                raise FileError(f"{fspath}: no such tokenizer file")
+            if interop.is_encoding_name(path):
+                return cls.from_name(path)
+            raise FileError(f"{path}: no such tokenizer file or named encoding "
+                            f"(known: {', '.join(interop.encoding_names())})")
+        tokenizer = cls(_core.CoreTokenizer.load(fspath))
         tokenizer.source_path = os.path.abspath(path)
+        return tokenizer
+
+    @classmethod
+    def from_name(cls, name: str) -> "Tokenizer":
+        """A named encoding: "gpt2" (from GPT-2's vocab.json and merges.txt in the shared
+        data folder when they are there, else through tiktoken), or tiktoken's "r50k_base",
+        "p50k_base", "cl100k_base", "o200k_base" (and any other name tiktoken knows),
+        through tiktoken's own loader and cache (env TIKTOKEN_CACHE_DIR), with its special
+        tokens and pattern. The ids are tiktoken's. Needs the tiktoken package for any name
+        but gpt2 with the shared data."""
+        from pybpe import interop
+
+        if not isinstance(name, str):
+            raise ConfigError(f"an encoding name is a string, not {name!r}")
+        tokenizer = cls(interop.read_named(name))
+        tokenizer.name = name.lower()
         return tokenizer
 
     def save(self, path: PathLike) -> None:
         """Writes the tokenizer as one JSON document (atomically: temp file, then rename)."""
         self._core.save(os.fspath(path))
         self.source_path = os.path.abspath(path)
+        self.name = None
 
     def to_json(self) -> str:
         return self._core.to_json()
@@ -147,7 +199,7 @@ class Tokenizer:
 
     @property
     def pattern(self) -> str:
-        """"gpt2", "gpt4", or the custom regular expression."""
+        """"gpt2", "gpt4", or the regular expression (tiktoken's o200k pattern is one)."""
         return self._core.pattern()
 
     @property
@@ -189,11 +241,33 @@ class Tokenizer:
         default: all cores; 1: this thread only); the ids are the same for any count.
         """
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
-        return _on_text(self._core.encode, text, allowed, disallowed, _threads(threads))
+        before = self._core.pattern_coverage() if self._check_coverage else None
+        ids = _on_text(self._core.encode, text, allowed, disallowed, _threads(threads))
+        if before is not None:
+            self._warn_if_unmatched(before)
+        return ids
 
     def encode_ordinary(self, text: str, *, threads: Optional[int] = None) -> list[int]:
         """Token ids of `text` with special tokens treated as plain text (`threads` as in `encode`)."""
-        return _on_text(self._core.encode_ordinary, text, _threads(threads))
+        before = self._core.pattern_coverage() if self._check_coverage else None
+        ids = _on_text(self._core.encode_ordinary, text, _threads(threads))
+        if before is not None:
+            self._warn_if_unmatched(before)
+        return ids
+
+    def _warn_if_unmatched(self, before: tuple[int, int]) -> None:
+        """Warns, once, when the pattern left most of the text encoded since `before` (its
+        `pattern_coverage()` then) out of its pre-tokens."""
+        share = self._core.pattern_mostly_unmatched_since(before)
+        if share is not None:
+            self._check_coverage = False
+            warnings.warn(
+                f"the pattern matched only {100 * share:.1f}% of the text, and the rest is left out of the tokens: "
+                f"check the regular expression (the pattern names are gpt2 (also r50k, p50k), gpt4 (also cl100k) "
+                f"and o200k, in any case)",
+                UnmatchedTextWarning,
+                stacklevel=3,
+            )
 
     def encode_batch(
         self,
@@ -205,11 +279,15 @@ class Tokenizer:
     ) -> list[list[int]]:
         """`encode` of each text, in parallel over the texts (all cores by default)."""
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
+        before = self._core.pattern_coverage() if self._check_coverage else None
         try:
-            return self._core.encode_batch(list(texts), allowed, disallowed, _threads(threads))
+            batch = self._core.encode_batch(list(texts), allowed, disallowed, _threads(threads))
         except UnicodeEncodeError:
             texts = [_without_surrogates(t) for t in texts]
-            return self._core.encode_batch(texts, allowed, disallowed, _threads(threads))
+            batch = self._core.encode_batch(texts, allowed, disallowed, _threads(threads))
+        if before is not None:
+            self._warn_if_unmatched(before)
+        return batch
 
     @property
     def dtype(self) -> "np.dtype":
@@ -231,7 +309,10 @@ class Tokenizer:
 
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
         dtype = self.dtype
+        before = self._core.pattern_coverage() if self._check_coverage else None
         ids = _on_text(self._core.encode_to_array, text, allowed, disallowed, _threads(threads), dtype.itemsize)
+        if before is not None:
+            self._warn_if_unmatched(before)
         return np.asarray(ids).astype(dtype, copy=False)
 
     def encode_iterable(
@@ -244,6 +325,7 @@ class Tokenizer:
         """Yields the ids of the concatenated strings (e.g. a file's lines), exactly those of
         encoding the whole text, holding only a bounded piece of it in memory."""
         allowed, disallowed = _specials_args(allowed_special, disallowed_special)
+        before = self._core.pattern_coverage() if self._check_coverage else None
         pending: list[str] = []
         pending_len = 0
         for piece in iterable:
@@ -260,6 +342,8 @@ class Tokenizer:
             pending, pending_len = [text[cut:]], len(text) - cut
         if pending:
             yield from _on_text(self._core.encode, "".join(pending), allowed, disallowed, 1)
+        if before is not None:
+            self._warn_if_unmatched(before)
 
     def decode_bytes(self, ids: Union[Iterable[int], "np.ndarray"]) -> bytes:
         """The bytes of the tokens `ids`, joined."""
@@ -294,7 +378,11 @@ class Tokenizer:
         """
         from pybpe import tokenfile
 
-        return tokenfile.encode_files(self, paths, out_path, dtype=dtype, threads=_threads(threads), progress=progress)
+        before = self._core.pattern_coverage() if self._check_coverage else None
+        sidecar = tokenfile.encode_files(self, paths, out_path, dtype=dtype, threads=_threads(threads), progress=progress)
+        if before is not None:
+            self._warn_if_unmatched(before)
+        return sidecar
 
     # -- interop
     # Other formats (GPT-2 files, tiktoken, HuggingFace); the work is in pybpe/interop.py.

@@ -33,8 +33,9 @@ def big_tokenizer_file(tmp_path_factory):
     """65,793 tokens (bytes, all byte pairs, a special): more ids than uint16 holds."""
     vocab = {i: bytes([i]) for i in range(256)}
     vocab.update({256 + i: bytes([i >> 8, i & 0xFF]) for i in range(1 << 16)})
+    merges = [(bytes([i >> 8]), bytes([i & 0xFF])) for i in range(1 << 16)]
     path = tmp_path_factory.mktemp("big") / "big.json"
-    pybpe.Tokenizer.from_vocab_merges(vocab, [], special_tokens=[SPECIAL]).save(path)
+    pybpe.Tokenizer.from_vocab_merges(vocab, merges, special_tokens=[SPECIAL]).save(path)
     return path
 
 

@@ -149,14 +149,6 @@ def test_gpt4_pattern_tokenizer_encodes_any_text_like_its_tiktoken_encoding(gpt4
     assert gpt4_trained.encode(text, allowed_special="all") == enc.encode(text, allowed_special="all")
 
 
-def test_to_tiktoken_refuses_ids_that_are_not_ranks():
-    # "ab" is made by the first merge but has a higher id than "abc", made by the second.
-    vocab = {i: bytes([i]) for i in range(256)} | {257: b"ab", 256: b"abc"}
-    tok = pybpe.Tokenizer.from_vocab_merges(vocab, [(b"a", b"b"), (b"ab", b"c")], special_tokens=[])
-    with pytest.raises(pybpe.ConfigError, match="not ranks"):
-        tok.to_tiktoken()
-
-
 # -- HuggingFace tokenizer.json ----------------------------------------------------------
 
 
@@ -348,7 +340,9 @@ def test_trained_tokenizer_round_trips_through_gpt2_files(gpt4_trained, tmp_path
 @pytest.mark.parametrize("which, content, complaint", [
     ("vocab", "{not json", "not valid JSON"),
     ("vocab", "[1, 2]", "not a JSON object"),
-    ("vocab", '{"a": "zero"}', "not a whole number"),
+    ("vocab", '{"a": "zero"}', 'token \'a\' has id "zero"; ids are whole numbers from 0'),
+    ("vocab", '{"a": -1}', "token 'a' has id -1; ids are whole numbers from 0"),
+    ("vocab", '{"a": 1.5}', "token 'a' has id 1.5; ids are whole numbers from 0"),
     ("vocab", '{"format": "pybpe", "version": 1}', "a pybpe tokenizer file"),
     ("vocab", '{"version": "1.0", "model": {}, "pre_tokenizer": null}', "a HuggingFace tokenizer.json"),
     ("vocab", '{"a b": 0}', "byte-to-unicode"),

@@ -164,16 +164,23 @@ impl CoreTokenizer {
         Ok(CoreTokenizer::new(inner))
     }
 
-    /// Builds a tokenizer from token bytes by id, merges as id pairs, and special tokens.
+    /// Builds a tokenizer from token bytes by id, merges as id pairs, and special tokens;
+    /// `merge_names`, if given, names each merge in what is wrong with it (e.g. its line).
     #[staticmethod]
+    #[pyo3(signature = (vocab, merges, special_tokens, pattern, merge_names=None))]
     fn from_parts(
         vocab: Vec<Vec<u8>>,
         merges: Vec<(u32, u32)>,
         special_tokens: Vec<(String, u32)>,
         pattern: &str,
+        merge_names: Option<Vec<String>>,
     ) -> PyResult<CoreTokenizer> {
         let pattern = Pattern::parse(pattern).map_err(to_py_err)?;
-        let inner = Tokenizer::new(vocab, merges, special_tokens, pattern).map_err(to_py_err)?;
+        let merge_name = |i: usize| match merge_names.as_ref().and_then(|names| names.get(i)) {
+            Some(name) => name.clone(),
+            None => format!("merge {i}"),
+        };
+        let inner = Tokenizer::with_merge_names(vocab, merges, special_tokens, pattern, &merge_name).map_err(to_py_err)?;
         Ok(CoreTokenizer::new(inner))
     }
 
@@ -218,6 +225,18 @@ impl CoreTokenizer {
 
     fn pattern_regex(&self) -> String {
         self.inner.pattern().regex().to_string()
+    }
+
+    /// For a regular-expression pattern: (bytes its pre-tokens covered, bytes of text it
+    /// was given), counted over everything this tokenizer split; None for a built-in one.
+    fn pattern_coverage(&self) -> Option<(u64, u64)> {
+        self.inner.pattern().coverage()
+    }
+
+    /// The share of the text split since `before` (a `pattern_coverage()`) that pre-tokens
+    /// covered, when that is less than half; else None.
+    fn pattern_mostly_unmatched_since(&self, before: Option<(u64, u64)>) -> Option<f64> {
+        self.inner.pattern().mostly_unmatched_since(before)
     }
 
     fn vocab_size(&self) -> usize {

@@ -42,14 +42,25 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// Checks that every merge joins two tokens into a third one of the vocabulary and
-    /// that all 256 bytes are tokens. An empty entry that is not a special token is an
-    /// unused id; there may be at most as many as tokens (or 65,536).
+    /// Checks the vocabulary (every byte a token, no token twice, at most as many unused
+    /// ids as tokens: an empty entry that is not a special token is an unused id) and that
+    /// the merges rebuild it (see `check_merges`).
     pub fn new(
         vocab: Vec<Vec<u8>>,
         merges: Vec<(u32, u32)>,
         special_tokens: Vec<(String, u32)>,
         pattern: Pattern,
+    ) -> Result<Tokenizer, BpeError> {
+        Tokenizer::with_merge_names(vocab, merges, special_tokens, pattern, &|i| format!("merge {i}"))
+    }
+
+    /// `new`, with `merge_name(i)` naming merge i in what is wrong (e.g. its line in a file).
+    pub fn with_merge_names(
+        vocab: Vec<Vec<u8>>,
+        merges: Vec<(u32, u32)>,
+        special_tokens: Vec<(String, u32)>,
+        pattern: Pattern,
+        merge_name: &dyn Fn(usize) -> String,
     ) -> Result<Tokenizer, BpeError> {
         let invalid = BpeError::TokenizerFile;
         let n = vocab.len() as u64;
@@ -57,7 +68,8 @@ impl Tokenizer {
             return Err(invalid("too many tokens".into()));
         }
         let mut ids_by_bytes: FxHashMap<&[u8], u32> = FxHashMap::default();
-        let special_ids: std::collections::HashSet<u32> = special_tokens.iter().map(|(_, id)| *id).collect();
+        ids_by_bytes.reserve(vocab.len());
+        let mut special_flags = vec![false; vocab.len()];
         for (name, id) in &special_tokens {
             if *id as u64 >= n {
                 return Err(invalid(format!("special token {name:?} has id {id}, outside the vocabulary of {n}")));
@@ -65,39 +77,27 @@ impl Tokenizer {
             if vocab[*id as usize] != name.as_bytes() {
                 return Err(invalid(format!("special token {name:?} has id {id}, which holds other bytes")));
             }
+            special_flags[*id as usize] = true;
         }
+        let special_count = special_flags.iter().filter(|&&s| s).count();
         for (id, bytes) in vocab.iter().enumerate() {
-            if special_ids.contains(&(id as u32)) {
-                continue;
-            }
-            if bytes.is_empty() {
-                continue; // an unused id
+            if special_flags[id] || bytes.is_empty() {
+                continue; // a special token, or an unused id
             }
             if ids_by_bytes.insert(bytes, id as u32).is_some() {
                 return Err(invalid(format!("token {id} ({}) appears twice", printable(bytes))));
             }
         }
-        check_unused_ids(vocab.len(), ids_by_bytes.len() + special_ids.len()).map_err(invalid)?;
+        check_unused_ids(vocab.len(), ids_by_bytes.len() + special_count).map_err(invalid)?;
         for byte in 0..=255u8 {
             if !ids_by_bytes.contains_key(&[byte][..]) {
                 return Err(invalid(format!("the single byte {byte:#04x} is not a token")));
             }
         }
-        for (rank, &(a, b)) in merges.iter().enumerate() {
-            let (Some(left), Some(right)) = (vocab.get(a as usize), vocab.get(b as usize)) else {
-                return Err(invalid(format!("merge {rank} refers to a token outside the vocabulary")));
-            };
-            let joined = [left.as_slice(), right.as_slice()].concat();
-            if !ids_by_bytes.contains_key(joined.as_slice()) {
-                return Err(invalid(format!("merge {rank} makes {}, which is not in the vocabulary", printable(&joined))));
-            }
-        }
+        check_merges(&vocab, &merges, &ids_by_bytes, &special_flags, merge_name).map_err(invalid)?;
+        drop(ids_by_bytes);
         let names: Vec<String> = special_tokens.iter().map(|(s, _)| s.clone()).collect();
         let specials = SpecialTokens::new(&names).map_err(|e| invalid(e.to_string()))?;
-        let mut special_flags = vec![false; vocab.len()];
-        for &(_, id) in &special_tokens {
-            special_flags[id as usize] = true;
-        }
         Ok(Tokenizer { vocab, merges, special_tokens, pattern, specials, special_flags })
     }
 
@@ -204,6 +204,9 @@ struct TokenizerFile<'a> {
     vocab: Option<Entries<'a>>,
     #[serde(borrow)]
     merges: Option<Vec<(JsonStr<'a>, JsonStr<'a>)>>,
+    /// What is wrong with the first id that is not a whole number (read through a JSON tree).
+    #[serde(skip)]
+    bad_id: Option<String>,
 }
 
 /// A JSON string, borrowed from the text unless it holds escapes.
@@ -240,16 +243,23 @@ impl<'a> TokenizerFile<'a> {
         let doc: Value = serde_json::from_str(text).map_err(|e| invalid(format!("not valid JSON ({e})")))?;
         let Value::Object(doc) = doc else { return Err(invalid("not a JSON object".into())) };
         let string = |name: &str| doc.get(name).and_then(Value::as_str).map(|s| JsonStr(Cow::Owned(s.to_string())));
-        let entries = |name: &str| -> Result<Option<Entries<'static>>, BpeError> {
+        let mut bad_id = None;
+        let mut entries = |name: &str, what: &str| -> Result<Option<Entries<'static>>, BpeError> {
             let Some(v) = doc.get(name) else { return Ok(None) };
             let object = v.as_object().ok_or_else(|| invalid(format!("no \"{name}\" object")))?;
             let mut out = Vec::with_capacity(object.len());
             for (key, id) in object {
                 // Not an id: `build` says so, after the checks that come first.
-                out.push((JsonStr(Cow::Owned(key.clone())), id.as_u64().unwrap_or(u64::MAX)));
+                let id = id.as_u64().unwrap_or_else(|| {
+                    bad_id.get_or_insert_with(|| format!("{what} {key:?} has id {id}; ids are whole numbers from 0"));
+                    0
+                });
+                out.push((JsonStr(Cow::Owned(key.clone())), id));
             }
             Ok(Some(Entries(out)))
         };
+        let special_tokens = entries("special_tokens", "special token")?;
+        let vocab = entries("vocab", "vocab entry")?;
         let merges = match doc.get("merges") {
             None => None,
             Some(v) => {
@@ -268,9 +278,10 @@ impl<'a> TokenizerFile<'a> {
             format: string("format"),
             version: doc.get("version").and_then(Value::as_u64),
             pattern: string("pattern"),
-            special_tokens: entries("special_tokens")?,
-            vocab: entries("vocab")?,
+            special_tokens,
+            vocab,
             merges,
+            bad_id,
         })
     }
 
@@ -286,8 +297,11 @@ impl<'a> TokenizerFile<'a> {
         }
         let pattern = self.pattern.ok_or_else(|| invalid("no \"pattern\"".into()))?;
         let pattern = Pattern::parse(&pattern.0).map_err(|e| invalid(e.to_string()))?;
+        if let Some(bad_id) = self.bad_id {
+            return Err(invalid(bad_id));
+        }
         let id_of = |id: u64, what: &dyn Fn() -> String| {
-            Some(id).filter(|&id| id < u32::MAX as u64).map(|id| id as u32).ok_or_else(|| invalid(format!("{} has no valid id", what())))
+            Some(id).filter(|&id| id < u32::MAX as u64).map(|id| id as u32).ok_or_else(|| invalid(format!("{} has id {id}, past the largest id a tokenizer can have ({})", what(), u32::MAX - 1)))
         };
         let mut special_tokens = Vec::new();
         for (name, id) in self.special_tokens.ok_or_else(|| invalid("no \"special_tokens\" object".into()))?.0 {
@@ -334,6 +348,102 @@ impl<'a> TokenizerFile<'a> {
         }
         Tokenizer::new(vocab, merges, special_tokens, pattern)
     }
+}
+
+/// Checks that the merges rebuild the vocabulary, as BPE learned it: merge i joins two
+/// tokens, each a single byte or made by an earlier merge, into a token of the vocabulary
+/// with a higher id than the merge before made (the ids are the ranks the encoder merges
+/// by); no token is made twice, and every token longer than a byte that is not a special
+/// token is made by a merge. Says what is wrong with the first merge that breaks a rule.
+fn check_merges(
+    vocab: &[Vec<u8>],
+    merges: &[(u32, u32)],
+    ids_by_bytes: &FxHashMap<&[u8], u32>,
+    special: &[bool],
+    merge_name: &dyn Fn(usize) -> String,
+) -> Result<(), String> {
+    const NONE: u32 = u32::MAX;
+    let n = vocab.len();
+    // The first merge that makes each id, and the id each merge makes (NONE: not a token).
+    let mut made_by = vec![NONE; n];
+    let mut made = Vec::with_capacity(merges.len());
+    let mut joined = Vec::new();
+    for (i, &(a, b)) in merges.iter().enumerate() {
+        let id = match (vocab.get(a as usize), vocab.get(b as usize)) {
+            (Some(left), Some(right)) => {
+                joined.clear();
+                joined.extend_from_slice(left);
+                joined.extend_from_slice(right);
+                ids_by_bytes.get(joined.as_slice()).copied().unwrap_or(NONE)
+            }
+            _ => NONE,
+        };
+        if id != NONE && made_by[id as usize] == NONE {
+            made_by[id as usize] = i as u32;
+        }
+        made.push(id);
+    }
+    let show = |id: u32| printable(&vocab[id as usize]);
+    let mut previous: Option<u32> = None;
+    for (i, &(a, b)) in merges.iter().enumerate() {
+        let name = || {
+            let part = |id: u32| if (id as usize) < n { show(id) } else { format!("id {id}") };
+            format!("{} ({} + {})", merge_name(i), part(a), part(b))
+        };
+        for side in [a, b] {
+            if side as usize >= n {
+                return Err(format!("{} uses id {side}, outside the vocabulary of {n}", name()));
+            }
+            if special[side as usize] {
+                return Err(format!("{} uses the special token {} (id {side}), which merges never make or use", name(), show(side)));
+            }
+            if vocab[side as usize].is_empty() {
+                return Err(format!("{} uses id {side}, which is no token's", name()));
+            }
+            let maker = made_by[side as usize];
+            if vocab[side as usize].len() > 1 && maker as usize >= i {
+                return Err(if maker == NONE {
+                    format!("{} uses {} (id {side}), which no merge makes", name(), show(side))
+                } else {
+                    format!(
+                        "{} uses {} (id {side}), which {} makes only later: the merges are out of order",
+                        name(),
+                        show(side),
+                        merge_name(maker as usize)
+                    )
+                });
+            }
+        }
+        let id = made[i];
+        if id == NONE {
+            let joined = [vocab[a as usize].as_slice(), vocab[b as usize].as_slice()].concat();
+            return Err(format!("{} makes {}, which is not in the vocabulary", name(), printable(&joined)));
+        }
+        let first = made_by[id as usize] as usize;
+        if first != i {
+            return Err(format!("{} makes {} again ({} made it already)", name(), show(id), merge_name(first)));
+        }
+        if let Some(before) = previous.filter(|&before| id <= before) {
+            return Err(format!(
+                "{} makes token {id}, but the merge before it made token {before}: merges must come in the order \
+                 of the ids they make (the ids are the ranks tokens are merged by)",
+                name()
+            ));
+        }
+        previous = Some(id);
+    }
+    let unmade = |id: usize| vocab[id].len() > 1 && !special[id] && made_by[id] == NONE;
+    if let Some(id) = (0..n).find(|&id| unmade(id)) {
+        if merges.is_empty() {
+            let count = (0..n).filter(|&id| unmade(id)).count();
+            return Err(format!(
+                "there are no merges, but {count} tokens are longer than a byte (the first: token {id}, {})",
+                show(id as u32)
+            ));
+        }
+        return Err(format!("token {id} ({}) is made by no merge: a merge is missing", show(id as u32)));
+    }
+    Ok(())
 }
 
 /// Ids up to `size` for `used` tokens leave `size - used` unused: at most as many as the
@@ -505,6 +615,80 @@ mod tests {
         assert_eq!(t[b'\n' as usize], 'Ċ');
         assert_eq!(t[b'a' as usize], 'a');
         assert_eq!(unicode_string_to_bytes("Ġthe").unwrap(), b" the");
+    }
+
+    /// Bytes, then " t", " th", " the", "he" made by merges in that order, then a special token.
+    fn four_merges() -> (Vec<Vec<u8>>, Vec<(u32, u32)>) {
+        let mut vocab: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        vocab.extend([b" t".to_vec(), b" th".to_vec(), b" the".to_vec(), b"he".to_vec(), b"<|endoftext|>".to_vec()]);
+        let merges = vec![(b' ' as u32, b't' as u32), (256, b'h' as u32), (257, b'e' as u32), (b'h' as u32, b'e' as u32)];
+        (vocab, merges)
+    }
+
+    fn refusal(vocab: Vec<Vec<u8>>, merges: Vec<(u32, u32)>) -> String {
+        match Tokenizer::new(vocab, merges, vec![("<|endoftext|>".into(), 260)], Pattern::Gpt2) {
+            Err(BpeError::TokenizerFile(message)) => message,
+            other => panic!("accepted, or refused otherwise: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn merges_that_do_not_rebuild_the_vocabulary_are_refused_naming_the_first_bad_one() {
+        let (vocab, merges) = four_merges();
+        assert!(Tokenizer::new(vocab.clone(), merges.clone(), vec![("<|endoftext|>".into(), 260)], Pattern::Gpt2).is_ok());
+
+        let mut duplicated = merges.clone();
+        duplicated.insert(2, merges[1]);
+        assert_eq!(refusal(vocab.clone(), duplicated), "merge 2 (\" t\" + \"h\") makes \" th\" again (merge 1 made it already)");
+
+        let mut swapped = merges.clone();
+        swapped.swap(0, 1);
+        assert_eq!(
+            refusal(vocab.clone(), swapped),
+            "merge 0 (\" t\" + \"h\") uses \" t\" (id 256), which merge 1 makes only later: the merges are out of order"
+        );
+
+        let mut out_of_id_order = merges.clone();
+        out_of_id_order.swap(2, 3);
+        assert!(refusal(vocab.clone(), out_of_id_order).starts_with("merge 3 (\" th\" + \"e\") makes token 258, but the merge before it made token 259"));
+
+        assert_eq!(refusal(vocab.clone(), merges[..3].to_vec()), "token 259 (\"he\") is made by no merge: a merge is missing");
+        assert_eq!(
+            refusal(vocab.clone(), vec![merges[0], merges[2], merges[3]]),
+            "merge 1 (\" th\" + \"e\") uses \" th\" (id 257), which no merge makes"
+        );
+        assert_eq!(
+            refusal(vocab.clone(), Vec::new()),
+            "there are no merges, but 4 tokens are longer than a byte (the first: token 256, \" t\")"
+        );
+        let mut with_special = merges.clone();
+        with_special.push((260, b'h' as u32));
+        assert!(refusal(vocab.clone(), with_special).starts_with("merge 4 (\"<|endoftext|>\" + \"h\") uses the special token"));
+        let mut outside = merges;
+        outside[1] = (256, 9999);
+        assert_eq!(refusal(vocab, outside), "merge 1 (\" t\" + id 9999) uses id 9999, outside the vocabulary of 261");
+    }
+
+    #[test]
+    fn a_bad_merge_is_named_as_the_caller_asks() {
+        let (vocab, mut merges) = four_merges();
+        merges.swap(0, 1);
+        let name = |i: usize| format!("line {}", i + 2);
+        let refused = Tokenizer::with_merge_names(vocab, merges, vec![("<|endoftext|>".into(), 260)], Pattern::Gpt2, &name);
+        assert!(matches!(refused, Err(BpeError::TokenizerFile(m)) if m.starts_with("line 2 (\" t\" + \"h\") uses \" t\" (id 256), which line 3 makes")));
+    }
+
+    #[test]
+    fn an_id_that_is_not_a_whole_number_is_named_as_written() {
+        let good = tiny().to_json();
+        for (written, shown) in [("-1", "-1"), ("1.5", "1.5"), ("\"abc\"", "\"abc\""), ("null", "null")] {
+            let bad = good.replace("\"Ġth\": 257", &format!("\"Ġth\": {written}"));
+            let Err(BpeError::TokenizerFile(message)) = Tokenizer::from_json(&bad) else { panic!("{written} accepted") };
+            assert_eq!(message, format!("vocab entry \"Ġth\" has id {shown}; ids are whole numbers from 0"));
+            let bad = good.replace("\"<|endoftext|>\": 258", &format!("\"<|endoftext|>\": {written}"));
+            let Err(BpeError::TokenizerFile(message)) = Tokenizer::from_json(&bad) else { panic!("{written} accepted") };
+            assert_eq!(message, format!("special token \"<|endoftext|>\" has id {shown}; ids are whole numbers from 0"));
+        }
     }
 
     #[test]

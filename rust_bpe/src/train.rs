@@ -21,7 +21,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::error::BpeError;
 use crate::packed_table::{hash, PackedTable};
-use crate::pretokenize::{chunks, last_cut, pack_at, unpack, Pattern, Piece, SpecialTokens, MAX_PACKED};
+use crate::pretokenize::{chunks, last_cut, pack_at, unpack, Pattern, Piece, SpecialTokens, MAX_PACKED, PATTERN_NAMES};
 use crate::tokenizer::Tokenizer;
 
 /// Where training text comes from.
@@ -168,9 +168,17 @@ pub fn train(
     let mut report = TrainReport { merges_requested: options.vocab_size - floor, ..Default::default() };
 
     let started = Instant::now();
+    let coverage_before = options.pattern.coverage();
     let counts = count_pretokens(&pool, inputs, options, &specials, &mut report, progress)?;
     report.unique_pretokens = counts.len() as u64;
     report.count_seconds = started.elapsed().as_secs_f64();
+    if let Some(share) = options.pattern.mostly_unmatched_since(coverage_before) {
+        return Err(BpeError::EmptyCorpus(format!(
+            "the pattern matched only {:.1}% of the text, and the rest would be left out of every token: check the \
+             regular expression (the pattern names are {PATTERN_NAMES}, in any case)",
+            100.0 * share
+        )));
+    }
     if counts.is_empty() {
         return Err(BpeError::EmptyCorpus(format!(
             "the corpus is empty: {} holds no text{}",
