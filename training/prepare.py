@@ -141,7 +141,11 @@ def hub_rows(spec: registry.DatasetSpec, split: str) -> Iterator[str]:
 
     try:
         import datasets
+        import huggingface_hub
 
+        # Retries and warnings would print many lines; a failure is reported as one.
+        datasets.logging.set_verbosity_error()
+        huggingface_hub.utils.logging.set_verbosity_error()
         ds = datasets.load_dataset(spec.hub_id, spec.config, split=split, streaming=spec.streaming,
                                    revision=spec.revision)
         rows = iter(ds)
