@@ -5,8 +5,8 @@ tokens (ids n, n+1, ...). Saved as a small JSON file:
 
     {"format": "pybpe-char", "version": 1, "chars": "\\n !$&',-.3:;?AB...", "special_tokens": ["<|endoftext|>"]}
 
-Text holding a character outside the vocabulary raises ConfigError naming it; there is no
-unknown id.
+Text holding a character outside the vocabulary raises UnknownCharacterError (a ConfigError
+and a ValueError) naming it; there is no unknown id.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 FORMAT = "pybpe-char"
 VERSION = 1
+
+
+class UnknownCharacterError(ConfigError, ValueError):
+    """Text holds a character outside the vocabulary (a ValueError, as a disallowed special token)."""
 
 
 class CharTokenizer:
@@ -123,7 +127,7 @@ class CharTokenizer:
 
     def _unknown(self, text: str) -> ConfigError:
         bad = next(c for c in text if c not in self._ids)
-        return ConfigError(f"character {bad!r} (U+{ord(bad):04X}) is not in the character vocabulary "
+        return UnknownCharacterError(f"character {bad!r} (U+{ord(bad):04X}) is not in the character vocabulary "
                            f"of {len(self.chars)} characters")
 
     def encode_ordinary(self, text: str, **_) -> list[int]:

@@ -558,6 +558,7 @@ def prepare(o: Options) -> dict:
             else:
                 for doc in stream:
                     train.add(doc)
+            (tmp / "sample.txt").unlink(missing_ok=True)
             if train.documents == 0:
                 raise TrainingError(f"{spec.name}: no documents in the train text")
             if held_out and val.documents == 0:
@@ -664,20 +665,26 @@ def train_on_sample(choice: TokenizerChoice, stream: Iterator[str], o: Options, 
     with the stream to continue from (those documents first)."""
     sample = tmp / "sample.txt"
     budget = SAMPLE_BYTES_PER_TOKEN * o.max_tokens
-    taken, size = [], 0
+    taken = size = 0
     with open(sample, "wb") as f:
         for doc in stream:
             data = doc.encode("utf-8", "replace")
             f.write(data + EOT_BYTES)
-            taken.append(doc)
+            taken += 1
             size += len(data)
             if size >= budget:
                 break
     if not taken:
         raise TrainingError(f"{o.name}: no documents in the train text")
     tokenizer = train_tokenizer(choice, sample, o, tmp)
-    sample.unlink()
-    return tokenizer, itertools.chain(taken, stream)
+
+    def replayed() -> Iterator[str]:
+        # No document holds <|endoftext|>, so the sample file splits back into the same documents.
+        yield from (doc for doc, _ in txt_documents_raw(sample))
+        sample.unlink()
+        yield from stream
+
+    return tokenizer, replayed()
 
 
 def train_tokenizer(choice: TokenizerChoice, text: Path, o: Options, tmp: Path):
