@@ -38,7 +38,8 @@ EOT = "<|endoftext|>"
 EOT_BYTES = EOT.encode()
 READ_BLOCK = 8 << 20  # bytes of a local text file read at a time
 SHUFFLE_BUFFER = 10_000  # documents
-COUNT_BATCH_CHARS = 1 << 20  # documents gathered before counting their tokens in parallel
+COUNT_BATCH_CHARS = 1 << 20
+WORD_COUNT_BLOCK = 4 << 20  # bytes of documents whose words are counted at once  # documents gathered before counting their tokens in parallel
 SAMPLE_BYTES_PER_TOKEN = 8  # train:VOCAB with --max-tokens: bytes of text to train the tokenizer on, per token
 TIKTOKEN_NAMES = ("gpt2", "r50k_base", "p50k_base", "p50k_edit", "cl100k_base", "o200k_base")
 DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -336,6 +337,17 @@ def shuffled(docs: Iterable[str], seed: int, buffer_size: int = SHUFFLE_BUFFER) 
 # -- splits ----------------------------------------------------------------------------
 
 
+def count_words(data: bytes) -> int:
+    """len(data.split()) without building the list: the starts of runs of non-whitespace."""
+    import numpy as np
+
+    if not data:
+        return 0
+    arr = np.frombuffer(data, dtype=np.uint8)
+    space = (arr == 32) | ((arr >= 9) & (arr <= 13))
+    return int(np.count_nonzero(~space[1:] & space[:-1])) + int(not space[0])
+
+
 class SplitText:
     """One split's documents written as `doc<|endoftext|>...` to a text file, with counts."""
 
@@ -343,7 +355,10 @@ class SplitText:
         self.path = path
         self.separator = separator
         self.file = open(path, "wb", buffering=1 << 22)
-        self.documents = self.bytes = self.words = self.tokens = 0
+        self.documents = self.bytes = self.tokens = 0
+        self._words = 0
+        self._uncounted: list[bytes] = []  # documents whose words are not counted yet
+        self._uncounted_bytes = 0
         self._last: Optional[tuple[str, int, int]] = None  # document, file offset before it, its tokens
 
     def add(self, doc: str, tokens: int = 0) -> None:
@@ -354,8 +369,22 @@ class SplitText:
             self.file.write(EOT_BYTES)
         self.documents += 1
         self.bytes += len(data)
-        self.words += len(data.split())
         self.tokens += tokens
+        self._uncounted.append(data)
+        self._uncounted_bytes += len(data)
+        if self._uncounted_bytes >= WORD_COUNT_BLOCK:
+            self._count_words()
+
+    @property
+    def words(self) -> int:
+        """Whitespace-separated words (as `bytes.split()`) of the documents, summed."""
+        self._count_words()
+        return self._words
+
+    def _count_words(self) -> None:
+        if self._uncounted:
+            self._words += count_words(b"\n".join(self._uncounted))
+            self._uncounted, self._uncounted_bytes = [], 0
 
     def pop_last(self) -> tuple[str, int]:
         """Takes the last document back out (once); returns it and its token count."""
@@ -364,9 +393,10 @@ class SplitText:
         self.file.seek(offset)
         self.file.truncate()
         data = doc.encode("utf-8", "replace")
+        self._count_words()
         self.documents -= 1
         self.bytes -= len(data)
-        self.words -= len(data.split())
+        self._words -= len(data.split())
         self.tokens -= tokens
         return doc, tokens
 
@@ -418,12 +448,12 @@ class ReadProgress:
         if now - self._last < 0.2:
             return
         self._last = now
-        self.bar.update(sum(s.bytes for s in splits) - self.bar.n)
         tokens = sum(s.tokens for s in splits)
         postfix = {"docs": f"{sum(s.documents for s in splits):,}"}
         if tokens:
             postfix["tokens"] = f"{tokens:,}"
         self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(sum(s.bytes for s in splits) - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
