@@ -403,3 +403,24 @@ def test_prepare_does_not_import_torch(data, tmp_path):
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
     assert "training.prepare" in imported
     assert not [m for m in imported if m.split(".")[0] == "torch"]
+
+
+def test_gpt2_ids_are_tiktokens_with_end_of_text_after_each_document(data, tmp_path):
+    import tiktoken
+
+    out = tmp_path / "ts"
+    run(out, "tinystories", corpus(data, "tinystories_pool_valid.txt"), val_files=[corpus(data, "wikitext2_valid.txt")],
+        tokenizer="gpt2")
+    enc = tiktoken.get_encoding("gpt2")
+    stories = [s.strip() for s in Path(corpus(data, "tinystories_pool_valid.txt")).read_text().split(EOT) if s.strip()]
+    expected = [i for s in stories for i in [*enc.encode_ordinary(s), enc.eot_token]]
+    assert ids(out / "train.bin").tolist() == expected
+
+
+def test_shakespeare_char_takes_val_files_instead_of_the_last_tenth(data, tmp_path):
+    val = tmp_path / "val.txt"
+    val.write_text("ROMEO:\nBut soft!\n")
+    report = run(tmp_path / "sc", "shakespeare_char", corpus(data, "tinyshakespeare.txt"), val_files=[str(val)])
+    assert report["splits"]["train"]["tokens"] == 1_115_394
+    assert report["splits"]["val"]["tokens"] == len("ROMEO:\nBut soft!\n")
+    assert report["val_from"] == "--val-files"

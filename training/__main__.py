@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from training.errors import TrainingError
@@ -85,8 +86,11 @@ def run_prepare(args: argparse.Namespace, argv) -> int:
         raise TrainingError(str(e)) from None
     except OSError as e:
         raise TrainingError(f"{e.filename + ': ' if getattr(e, 'filename', None) else ''}{e.strerror or e}") from None
-    for line in summary(report, args.out):
-        print(line, flush=True)
+    try:
+        for line in summary(report, args.out):
+            print(line, flush=True)
+    except BrokenPipeError:  # `| head`: the data set is written; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -513,8 +513,9 @@ def prepare(o: Options) -> dict:
                             "with train:VOCAB use --val-fraction (or give --val-files)")
     if choice.kind == "ready" and not one_text and EOT not in choice.tokenizer.special_tokens:
         raise TrainingError(f"the tokenizer {choice.spec} has no {EOT} special token to separate documents")
-    if one_text and o.max_tokens is not None and choice.kind != "char":
-        raise TrainingError(f"{spec.name} is one text: --max-tokens needs --tokenizer char")
+    if one_text and (o.max_tokens is not None or o.val_tokens is not None) and choice.kind != "char":
+        raise TrainingError(f"{spec.name} is one text: --max-tokens and --val-tokens count characters, "
+                            f"with --tokenizer char")
 
     train_files = check_files(o.from_files, "--from-files")
     val_files = check_files(o.val_files, "--val-files")
@@ -549,15 +550,20 @@ def prepare(o: Options) -> dict:
             text = next(iter(docs), "")
             if not text:
                 raise TrainingError(f"{spec.name}: the text is empty")
-            cut = min(len(text) - 1, max(1, int(len(text) * (1 - fraction))))
-            train_text, val_text = text[:cut], text[cut:]
+            if o.val_files:
+                train_text, val_text = text, next(iter(documents(spec, val_rows())), "")
+                if not val_text:
+                    raise TrainingError(f"{spec.name}: the --val-files text is empty")
+            else:
+                cut = min(len(text) - 1, max(1, int(len(text) * (1 - fraction))))
+                train_text, val_text = text[:cut], text[cut:]
             if o.max_tokens is not None:
                 train_text = train_text[:o.max_tokens]
             if o.val_tokens is not None and choice.kind == "char":
                 val_text = val_text[:o.val_tokens]
             train.add(train_text, len(train_text) if choice.kind == "char" else 0)
             val.add(val_text, len(val_text) if choice.kind == "char" else 0)
-            val_from = f"the last {fraction:g} of the characters"
+            val_from = "--val-files" if o.val_files else f"the last {fraction:g} of the characters"
         else:
             held_out = not has_val_split
             rng = random.Random(o.seed)
