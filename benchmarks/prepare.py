@@ -21,6 +21,7 @@ with GPT-2 and followed by the end-of-text id.
 
     python3 benchmarks/prepare.py             # 200 MB
     python3 benchmarks/prepare.py --mb 20     # a quick run
+    python3 benchmarks/prepare.py --scaling 25 100 400   # pybpe only: time and peak memory by corpus size
 """
 
 from __future__ import annotations
@@ -123,10 +124,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=200, help="corpus size in MB (default 200)")
+    parser.add_argument("--scaling", type=int, nargs="+", metavar="MB",
+                        help="instead: pybpe alone on corpora of these sizes (peak memory against corpus size)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1",
            "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     env.setdefault("TIKTOKEN_CACHE_DIR", str(Path(env.get("PYBPE_DATA", REPO.parent / "shared" / "data")) / "tiktoken_cache"))
+    if args.scaling:
+        return scaling(args.scaling, env)
     with tempfile.TemporaryDirectory(prefix="prepare_bench.") as tmp:
         tmp = Path(tmp)
         corpus = tmp / "tinystories_repeated.txt"
@@ -163,6 +168,29 @@ def main() -> None:
     print(f"- **speed: nanoGPT-style / pybpe = {ratio:.2f}x (target >= 5x: {'MET' if ratio >= 5 else 'NOT MET'})**")
     print(f"- peak memory: pybpe {ours['peak_mib']:.0f} MiB, nanoGPT-style {nano['peak_mib']:.0f} MiB")
     print(f"- same token count: {'yes' if ours_tokens == nano_tokens else 'NO'}")
+
+
+def scaling(sizes: list[int], env: dict) -> None:
+    from machine import machine_line
+
+    print(f"### `python -m training prepare` by corpus size, {datetime.date.today().isoformat()}")
+    print()
+    print(f"- command: `python3 benchmarks/prepare.py --scaling {' '.join(map(str, sizes))}`")
+    print(f"- machine: {machine_line()} (shared with other jobs while it ran)")
+    print("- `prepare text --from-files CORPUS --tokenizer gpt2`, all cores; peak = largest total RSS (20 ms samples)")
+    print()
+    print("| corpus MB | wall s | MB/s | peak RSS MiB | tokens |")
+    print("|---:|---:|---:|---:|---:|")
+    for mb in sizes:
+        with tempfile.TemporaryDirectory(prefix="prepare_bench.") as tmp:
+            tmp = Path(tmp)
+            corpus = tmp / "corpus.txt"
+            size = build_corpus(corpus, mb)
+            r = run_measured([sys.executable, "-m", "training", "prepare", "text", "--from-files", str(corpus),
+                              "--tokenizer", "gpt2", "--out", str(tmp / "out")], env)
+            report = json.loads((tmp / "out" / "dataset.json").read_text())
+            tokens = report["splits"]["train"]["tokens"] + report["splits"]["val"]["tokens"]
+        print(f"| {size / 1e6:.0f} | {r['seconds']:.2f} | {size / 1e6 / r['seconds']:.1f} | {r['peak_mib']:.0f} | {tokens:,} |")
 
 
 if __name__ == "__main__":
