@@ -20,7 +20,7 @@ import pybpe
 from pybpe.chartok import CharTokenizer, UnknownCharacterError
 from training import datasets as registry
 from training.errors import TrainingError
-from training.prepare import EOT, Options, documents, prepare
+from training.prepare import EOT, Options, documents, prepare, txt_documents
 
 OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 
@@ -170,8 +170,7 @@ def test_text_reads_local_files_only(data, tmp_path):
 def test_a_txt_without_separators_is_cut_at_blank_lines(tmp_path):
     text = tmp_path / "paras.txt"
     text.write_text("one\ntwo\n\nthree\n \nfour\n\n\nfive\n")
-    assert list(documents(registry.get("text"), __import__("training.prepare", fromlist=["x"]).txt_documents(str(text)))) \
-        == ["one\ntwo", "three", "four", "five"]
+    assert list(documents(registry.get("text"), txt_documents(str(text)))) == ["one\ntwo", "three", "four", "five"]
 
 
 # -- the `datasets` loader path, offline ------------------------------------------------
@@ -240,8 +239,9 @@ def test_the_same_output_for_any_threads_and_for_a_repeated_run(data, tmp_path):
     outs = []
     for i, threads in enumerate((1, 2, 2)):
         out = tmp_path / f"run{i}"
-        run(out, "owt", corpus(data, "webtext_pool.txt"), tokenizer="train:400", max_tokens=60_000,
-            val_fraction=0.02, seed=7, threads=threads)
+        report = run(out, "owt", corpus(data, "webtext_pool.txt"), tokenizer="train:400", max_tokens=60_000,
+                     val_fraction=0.02, seed=7, threads=threads)
+        assert 60_000 <= report["splits"]["train"]["tokens"] < 70_000
         outs.append(out)
     for out in outs[1:]:
         for name in ("train.bin", "val.bin", "tokenizer.json"):
@@ -424,3 +424,10 @@ def test_shakespeare_char_takes_val_files_instead_of_the_last_tenth(data, tmp_pa
     assert report["splits"]["train"]["tokens"] == 1_115_394
     assert report["splits"]["val"]["tokens"] == len("ROMEO:\nBut soft!\n")
     assert report["val_from"] == "--val-files"
+
+
+def test_val_fraction_is_refused_where_the_validation_split_is_given(data, tmp_path):
+    with pytest.raises(TrainingError, match="has a validation split"):
+        run(tmp_path / "out", "wikitext2", corpus(data, "wikitext2_test.txt"),
+            val_files=[corpus(data, "wikitext2_valid.txt")], val_fraction=0.1)
+    assert not (tmp_path / "out").exists()

@@ -143,7 +143,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint written is kept", file=sys.stderr)
+        print("interrupted; nothing was written" if args.command == "prepare"
+              else "interrupted; the last checkpoint written is kept", file=sys.stderr)
         return 130
 
 

@@ -77,8 +77,9 @@ REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec(
         "shakespeare_char", "tiny Shakespeare (Karpathy's char-rnn input.txt), character-level as nanoGPT",
         "karpathy/tiny_shakespeare", None, "refs/convert/parquet",
-        "the Hub's parquet conversion of the script dataset; its train, validation and test rows "
-        "are read in that order as one text and split 90/10 by characters as nanoGPT does",
+        "the Hub's parquet conversion of the script dataset (a branch, not verified from here: no network); "
+        "its train, validation and test rows are read in that order as one text and split 90/10 by "
+        "characters as nanoGPT does",
         ("train", "validation", "test"), None, "one_text", "whole", "char", default_val_fraction=0.1),
     DatasetSpec(
         "text", "local text files (--from-files only)", None, None, None, "local files",

@@ -508,6 +508,9 @@ def prepare(o: Options) -> dict:
         check_dtype(o.dtype, choice.tokenizer.vocab_size, f"the tokenizer {choice.spec}")
     one_text = spec.rows == "one_text"
     has_val_split = bool(o.val_files) or (spec.val_split is not None and not o.from_files)
+    if has_val_split and o.val_fraction is not None:
+        raise TrainingError(f"{spec.name} has a validation split: --val-fraction holds out documents only where "
+                            f"there is none (with --from-files and no --val-files)")
     if choice.kind == "train" and o.val_tokens is not None and not has_val_split:
         raise TrainingError("--val-tokens on held-out documents needs a tokenizer before training one: "
                             "with train:VOCAB use --val-fraction (or give --val-files)")
