@@ -431,3 +431,12 @@ def test_val_fraction_is_refused_where_the_validation_split_is_given(data, tmp_p
         run(tmp_path / "out", "wikitext2", corpus(data, "wikitext2_test.txt"),
             val_files=[corpus(data, "wikitext2_valid.txt")], val_fraction=0.1)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_run_replaces_the_prepared_folder_whole(data, tmp_path):
+    out = tmp_path / "out"
+    run(out, "text", corpus(data, "tinystories_pool_valid.txt"), tokenizer="gpt2")
+    report = run(out, "shakespeare_char", corpus(data, "tinyshakespeare.txt"))
+    check_outputs(out, report)
+    assert "tokenizer.json" not in prepared_files(out)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

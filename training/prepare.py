@@ -683,7 +683,7 @@ def prepare(o: Options) -> dict:
             "seed": o.seed, "max_tokens": o.max_tokens, "val_tokens": o.val_tokens,
             "val_fraction": None if has_val_split else fraction,
             "shuffle_buffer": SHUFFLE_BUFFER if o.max_tokens is not None and not one_text else None,
-            "documents_per_row_group": registry.LINES_PER_DOCUMENT if spec.rows == "lines" else None,
+            "lines_per_document": registry.LINES_PER_DOCUMENT if spec.rows == "lines" else None,
             "command": o.command,
         }
         (tmp / "dataset.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
