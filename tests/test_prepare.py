@@ -440,3 +440,18 @@ def test_a_second_run_replaces_the_prepared_folder_whole(data, tmp_path):
     check_outputs(out, report)
     assert "tokenizer.json" not in prepared_files(out)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_the_hub_path_reads_train_and_validation_splits_of_a_parquet_repo(data, tmp_path, monkeypatch):
+    # roneneldan/TinyStories' layout: data/train-*.parquet and data/validation-*.parquet, no config.
+    stories = [s.strip() for s in Path(corpus(data, "tinystories_pool_valid.txt")).read_text().split(EOT) if s.strip()]
+    repo = tmp_path / "ts_repo"
+    write_parquet(repo / "data" / "train-00000-of-00001.parquet", stories[:600])
+    write_parquet(repo / "data" / "validation-00000-of-00001.parquet", stories[600:])
+    spec = registry.get("tinystories")
+    assert spec.streaming and spec.val_split == "validation"
+    monkeypatch.setitem(registry.REGISTRY, "tinystories", dataclasses.replace(spec, hub_id=str(repo)))
+    report = prepare(Options(name="tinystories", out=str(tmp_path / "out"), tokenizer="gpt2", progress=False))
+    assert report["splits"]["train"]["documents"] == 600
+    assert report["splits"]["val"]["documents"] == len(stories) - 600
+    assert doc_texts(tmp_path / "out", "val") == stories[600:]
