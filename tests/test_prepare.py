@@ -394,14 +394,21 @@ def test_a_failure_keeps_a_folder_prepared_before(data, tmp_path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_prepare_does_not_import_torch(data, tmp_path):
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "training", "prepare", "shakespeare_char",
-                             "--out", str(tmp_path / "sc"), "--from-files", corpus(data, "tinyshakespeare.txt")],
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                            timeout=300)
+@pytest.mark.parametrize("reader", ["txt", "datasets"])
+def test_prepare_does_not_import_torch(reader, data, tmp_path):
+    if reader == "txt":
+        args = ["shakespeare_char", "--from-files", corpus(data, "tinyshakespeare.txt")]
+    else:
+        (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"text": f"story {i}"}) + "\n" for i in range(50)))
+        args = ["tinystories", "--from-files", str(tmp_path / "rows.jsonl"), "--tokenizer", "gpt2"]
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "training", "prepare", *args,
+                             "--out", str(tmp_path / "out")],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **OFFLINE}, capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
     assert "training.prepare" in imported
+    assert reader == "txt" or "datasets" in imported
     assert not [m for m in imported if m.split(".")[0] == "torch"]
 
 

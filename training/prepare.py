@@ -133,6 +133,16 @@ def _from_tiktoken(name: str):
 # -- rows and documents ----------------------------------------------------------------
 
 
+def import_datasets():
+    """`datasets`, kept from importing torch (seconds, and unused here) when torch is not
+    loaded yet: its iterable data sets otherwise make a torch tensor for DataLoader workers."""
+    import datasets
+
+    if "torch" not in sys.modules:
+        datasets.config.TORCH_AVAILABLE = False
+    return datasets
+
+
 def hub_rows(spec: registry.DatasetSpec, split: str) -> Iterator[str]:
     """The text field of each row of a Hub split, through `datasets.load_dataset`."""
     def failed(e: BaseException) -> TrainingError:
@@ -141,7 +151,7 @@ def hub_rows(spec: registry.DatasetSpec, split: str) -> Iterator[str]:
                              f"without network, give the text as local files: --from-files FILE ...")
 
     try:
-        import datasets
+        datasets = import_datasets()
         import huggingface_hub
 
         # Retries and warnings would print many lines; a failure is reported as one.
@@ -211,8 +221,7 @@ def datasets_file_rows(builder: str, name: str, text_field: str) -> Iterator[str
     """The text field of each row of a local .jsonl or .parquet file, read by `datasets`
     (streamed, so nothing is cached and memory stays bounded)."""
     try:
-        import datasets
-
+        datasets = import_datasets()
         rows = iter(datasets.load_dataset(builder, data_files=[name], split="train", streaming=True))
         for row in rows:
             yield _text_field(row, text_field, name)
