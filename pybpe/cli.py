@@ -112,6 +112,12 @@ def cmd_demo(args) -> int:
 def cmd_encode(args) -> int:
     from pybpe import commands
 
+    if args.format == "jsonl":
+        from pybpe.jsonl_export import cmd_encode_jsonl
+
+        return cmd_encode_jsonl(args)
+    if args.max_length is not None:
+        raise UserError("--max-length applies to --format jsonl only")
     return commands.cmd_encode(args)
 
 
@@ -122,8 +128,10 @@ def cmd_decode(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from pybpe import commands
+    from pybpe import commands, tokenizer_files
 
+    if tokenizer_files.is_char_file(args.tokenizer):
+        return tokenizer_files.cmd_info_char(args)
     return commands.cmd_info(args)
 
 
@@ -176,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--threads", type=int, default=None, metavar="N", help="threads (default: all cores)")
     encode.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto",
                         help="id type: auto (default) is uint16 when the vocabulary fits, else uint32")
+    encode.add_argument("--format", choices=["bin", "jsonl"], default="bin",
+                        help="bin (default): OUT.bin + OUT.bin.json; jsonl: one JSON array of ids per document "
+                             "per line (documents end at <|endoftext|>, which is left out)")
+    encode.add_argument("--max-length", type=int, default=None, metavar="L",
+                        help="with --format jsonl: cut longer documents into pieces of at most L ids")
     encode.set_defaults(run=cmd_encode)
 
     decode = sub.add_parser("decode", help="decode a token file back to text on standard output",

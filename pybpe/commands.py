@@ -20,6 +20,7 @@ from pybpe.errors import ConfigError, FileError, TokenizerFileError
 from pybpe.interop import check_output_path
 from pybpe.progress import EncodingProgress
 from pybpe.tokenizer import Tokenizer
+from pybpe.tokenizer_files import load_any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -158,7 +159,7 @@ def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Opti
 def cmd_decode(args) -> int:
     import numpy as np
 
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_any(args.tokenizer, load_tokenizer)
     selection = parse_range(args.range)
     ids = read_token_file(Path(args.file), tok, args.tokenizer, args.dtype)
     first = selection.start if selection.start is not None else 0

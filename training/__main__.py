@@ -1,8 +1,9 @@
-"""python -m training train|generate|plot"""
+"""python -m training train|generate|plot|prepare"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from training.errors import TrainingError
@@ -37,10 +38,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="write RUN_DIR/loss.png from RUN_DIR/metrics.jsonl")
     p.add_argument("run_dir", metavar="RUN_DIR")
+
+    add_prepare_parser(sub)
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def add_prepare_parser(sub) -> None:
+    from training.datasets import REGISTRY
+
+    d = sub.add_parser(
+        "prepare", help="a data set's text -> DIR/train.bin, val.bin, tokenizer, dataset.json",
+        description="Prepare a data set for training: from the Hugging Face Hub, or from local files "
+                    "(--from-files: .txt, .jsonl or .parquet with a text field).")
+    d.add_argument("name", metavar="NAME", help=f"one of: {', '.join(REGISTRY)}")
+    d.add_argument("--out", required=True, metavar="DIR", help="the folder to write (built beside it, renamed at the end)")
+    d.add_argument("--tokenizer", default=None, metavar="SPEC",
+                   help="a tokenizer file, gpt2 or a tiktoken name, char, or train:VOCAB (default: the data set's)")
+    d.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                   help="shuffle documents (buffer, --seed) and stop once train holds N tokens")
+    val = d.add_mutually_exclusive_group()
+    val.add_argument("--val-tokens", type=int, default=None, metavar="N",
+                     help="validation: documents until it holds N tokens")
+    val.add_argument("--val-fraction", type=float, default=None, metavar="F",
+                     help="held-out validation: each document with probability F (default 0.005; 0.1 of the "
+                          "characters for shakespeare_char)")
+    d.add_argument("--seed", type=int, default=1337)
+    d.add_argument("--from-files", nargs="+", default=[], metavar="FILE", help="the train text (or the whole text) as local files")
+    d.add_argument("--val-files", nargs="+", default=[], metavar="FILE", help="the validation text as local files")
+    d.add_argument("--threads", type=int, default=None, metavar="N", help="threads (default: all cores)")
+    d.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
+
+
+def run_prepare(args: argparse.Namespace, argv) -> int:
+    import shlex
+
+    from pybpe import PybpeError
+
+    from training.prepare import Options, prepare, summary
+
+    opts = Options(name=args.name, out=args.out, tokenizer=args.tokenizer, max_tokens=args.max_tokens,
+                   val_tokens=args.val_tokens, val_fraction=args.val_fraction, seed=args.seed,
+                   from_files=args.from_files, val_files=args.val_files, threads=args.threads, dtype=args.dtype,
+                   command="python -m training " + shlex.join(argv))
+    try:
+        report = prepare(opts)
+    except PybpeError as e:
+        raise TrainingError(str(e)) from None
+    except OSError as e:
+        raise TrainingError(f"{e.filename + ': ' if getattr(e, 'filename', None) else ''}{e.strerror or e}") from None
+    try:
+        for line in summary(report, args.out):
+            print(line, flush=True)
+    except BrokenPipeError:  # `| head`: the data set is written; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def run(args: argparse.Namespace, argv=None) -> int:
+    if args.command == "prepare":
+        return run_prepare(args, sys.argv[1:] if argv is None else list(argv))
     if args.command == "train":
         from training import config
         from training.train import train
@@ -82,12 +138,13 @@ def run(args: argparse.Namespace) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        return run(args, argv)
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint written is kept", file=sys.stderr)
+        print("interrupted; nothing was written" if args.command == "prepare"
+              else "interrupted; the last checkpoint written is kept", file=sys.stderr)
         return 130
 
 

@@ -98,7 +98,7 @@ def load_model(path: "str | os.PathLike[str]", device: torch.device) -> tuple[GP
 
 
 def load_tokenizer(ckpt: dict[str, Any], override: Optional[str] = None):
-    import pybpe
+    from pybpe.tokenizer_files import load_any
 
     ref = ckpt.get("tokenizer") or {}
     path = override or ref.get("path")
@@ -111,7 +111,7 @@ def load_tokenizer(ckpt: dict[str, Any], override: Optional[str] = None):
         if digest != ref["sha256"]:
             print(f"warning: {path} has changed since the data was encoded (sha256 differs)", file=sys.stderr)
     try:
-        return pybpe.Tokenizer.load(path)
+        return load_any(path)  # a BPE tokenizer file or a character vocabulary
     except Exception as e:
         raise TrainingError(f"cannot load the tokenizer {path}: {e}") from None
 
