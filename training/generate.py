@@ -98,22 +98,27 @@ def load_model(path: "str | os.PathLike[str]", device: torch.device) -> tuple[GP
 
 
 def load_tokenizer(ckpt: dict[str, Any], override: Optional[str] = None):
+    """The tokenizer the checkpoint's data names: a file (BPE or character vocabulary) or a
+    named encoding such as gpt2; `override` (a file or a name) instead."""
+    from pybpe.tokenfile import tokenizer_sha256
     from pybpe.tokenizer_files import load_any
 
     ref = ckpt.get("tokenizer") or {}
-    path = override or ref.get("path")
-    if not path:
+    spec = override or ref.get("path") or ref.get("name")
+    if not spec:
         raise TrainingError("the checkpoint names no tokenizer (its data sidecar had none); pass --tokenizer PATH")
-    if not Path(path).is_file():
-        raise TrainingError(f"the tokenizer {path} the checkpoint refers to does not exist; pass --tokenizer PATH")
-    if override is None and ref.get("sha256"):
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        if digest != ref["sha256"]:
-            print(f"warning: {path} has changed since the data was encoded (sha256 differs)", file=sys.stderr)
+    if ref.get("path") and not override and not Path(spec).is_file():
+        raise TrainingError(f"the tokenizer {spec} the checkpoint refers to does not exist; pass --tokenizer PATH")
     try:
-        return load_any(path)  # a BPE tokenizer file or a character vocabulary
+        tokenizer = load_any(spec)  # a BPE tokenizer file, a character vocabulary, or a named encoding
     except Exception as e:
-        raise TrainingError(f"cannot load the tokenizer {path}: {e}") from None
+        raise TrainingError(f"cannot load the tokenizer {spec}: {e}") from None
+    if override is None and ref.get("sha256"):
+        digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest() if Path(spec).is_file() \
+            else tokenizer_sha256(tokenizer)
+        if digest != ref["sha256"]:
+            print(f"warning: {spec} has changed since the data was encoded (sha256 differs)", file=sys.stderr)
+    return tokenizer
 
 
 def encode(tokenizer, text: str) -> list[int]:

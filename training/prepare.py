@@ -14,7 +14,6 @@ No torch here: preparing data does not import the training code.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 import json
@@ -41,7 +40,6 @@ SHUFFLE_BUFFER = 10_000  # documents
 COUNT_BATCH_CHARS = 1 << 20
 WORD_COUNT_BLOCK = 4 << 20  # bytes of documents whose words are counted at once  # documents gathered before counting their tokens in parallel
 SAMPLE_BYTES_PER_TOKEN = 8  # train:VOCAB with --max-tokens: bytes of text to train the tokenizer on, per token
-TIKTOKEN_NAMES = ("gpt2", "r50k_base", "p50k_base", "p50k_edit", "cl100k_base", "o200k_base")
 DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
 PARAGRAPH_BREAK = re.compile(r"\n[ \t\r]*\n")
@@ -79,10 +77,9 @@ class TokenizerChoice:
 
 
 def resolve_tokenizer(spec: str) -> TokenizerChoice:
-    """--tokenizer SPEC: `char`, `train:VOCAB`, `gpt2` (the GPT-2 files of the shared data),
-    a tiktoken encoding name, or a tokenizer file (pybpe BPE or character vocabulary)."""
+    """--tokenizer SPEC: `char`, `train:VOCAB`, a tokenizer file (pybpe BPE or character
+    vocabulary), or a named encoding (`gpt2`, tiktoken's names: `pybpe.Tokenizer.from_name`)."""
     import pybpe
-    from pybpe.data import data_file
 
     if spec == "char":
         return TokenizerChoice(spec, "char")
@@ -94,40 +91,23 @@ def resolve_tokenizer(spec: str) -> TokenizerChoice:
         if vocab < 257:
             raise TrainingError(f"--tokenizer {spec}: the vocabulary holds the 256 bytes and <|endoftext|>: at least 257")
         return TokenizerChoice(spec, "train", train_vocab=vocab)
-    if spec == "gpt2":
-        try:
-            vocab_json, merges_txt = data_file("cs336/gpt2_vocab.json"), data_file("cs336/gpt2_merges.txt")
-        except FileNotFoundError as e:
-            raise TrainingError(f"--tokenizer gpt2: {e}") from None
-        return TokenizerChoice(spec, "ready", pybpe.Tokenizer.from_gpt2(vocab_json, merges_txt))
-    if spec in TIKTOKEN_NAMES:
-        return TokenizerChoice(spec, "ready", _from_tiktoken(spec))
     path = Path(spec)
     if not path.is_file():
-        raise TrainingError(f"--tokenizer {spec}: no such file, and not char, train:VOCAB, gpt2 or one of "
-                            f"{', '.join(TIKTOKEN_NAMES[1:])}")
+        from pybpe import interop
+
+        if not interop.is_encoding_name(spec):
+            raise TrainingError(f"--tokenizer {spec}: no such file, and not char, train:VOCAB or a named encoding "
+                                f"({', '.join(interop.encoding_names())})")
+        try:
+            return TokenizerChoice(spec, "ready", pybpe.Tokenizer.from_name(spec))
+        except pybpe.PybpeError as e:
+            raise TrainingError(f"--tokenizer {spec}: {e}") from None
     from pybpe.tokenizer_files import load_any
 
     try:
         return TokenizerChoice(spec, "ready", load_any(path), source_file=str(path))
     except pybpe.PybpeError as e:
         raise TrainingError(f"--tokenizer {spec}: {e}") from None
-
-
-def _from_tiktoken(name: str):
-    """tiktoken's encoding `name` as a pybpe Tokenizer (ranks are ids, merges derived)."""
-    import pybpe
-    import tiktoken
-
-    try:
-        enc = tiktoken.get_encoding(name)
-    except Exception as e:  # tiktoken downloads the ranks on first use
-        raise TrainingError(f"--tokenizer {name}: tiktoken cannot load it ({str(e).splitlines()[0][:160]}); "
-                            f"set TIKTOKEN_CACHE_DIR to a folder holding its rank file") from None
-    with tempfile.TemporaryDirectory() as tmp:
-        ranks = Path(tmp) / f"{name}.tiktoken"
-        ranks.write_bytes(b"".join(base64.b64encode(t) + b" %d\n" % r for t, r in enc._mergeable_ranks.items()))
-        return pybpe.Tokenizer.from_tiktoken_file(ranks, dict(enc._special_tokens), pattern=enc._pat_str)
 
 
 # -- rows and documents ----------------------------------------------------------------
