@@ -20,7 +20,7 @@ from training import checkpoint
 from training.config import Config, to_toml
 from training.data import Batches, Dataset, eval_starts, open_dataset, windows
 from training.errors import TrainingError
-from training.model import GPT, flops_per_token, mfu, num_params
+from training.model import GPT, flops_per_token, mfu, num_params, param_count
 
 METRIC_KEYS = ("step", "train_loss", "val_loss", "val_ppl", "lr", "tokens_seen", "elapsed_s", "tokens_per_s", "mfu")
 
@@ -124,6 +124,41 @@ class Dist:
         return out
 
 
+def available_memory(device: torch.device) -> Optional[int]:
+    """Bytes free for a new model: free GPU memory on CUDA, MemAvailable (else free pages) on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_lower_bound(cfg: Config) -> int:
+    """Bytes training `cfg` needs at the least: fp32 weights, gradients and AdamW's two moments
+    (16 bytes a parameter), and one micro-batch's logits with their gradient."""
+    return 16 * param_count(cfg) + 2 * 4 * cfg.batch_size * cfg.context_length * cfg.vocab_size
+
+
+def check_memory(cfg: Config, device: torch.device) -> None:
+    needed, available = memory_lower_bound(cfg), available_memory(device)
+    if available is not None and needed > available:
+        raise TrainingError(
+            f"the model does not fit: {param_count(cfg):,} parameters need at least {needed / 2**30:,.1f} GiB "
+            f"for weights, gradients, optimizer state and logits, and {device} has {available / 2**30:,.1f} GiB "
+            f"available; make d_model, n_layers, vocab_size or batch_size smaller"
+        )
+
+
 # -- evaluation --------------------------------------------------------------------------
 
 
@@ -173,8 +208,17 @@ class Metrics:
         self.path, self.enabled = out / "metrics.jsonl", enabled
         if enabled and self.path.exists():
             # a resumed run replays the steps after its checkpoint: drop their old records
-            kept = [l for l in self.path.read_text(encoding="utf-8").splitlines() if l.strip()]
-            kept = [l for l in kept if json.loads(l).get("step", 0) <= start_step]
+            kept = []
+            for number, line in enumerate(self.path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                try:
+                    record = json.loads(line) if line.strip() else None
+                except json.JSONDecodeError:
+                    record = None
+                    print(f"warning: {self.path} line {number} is not a complete record (a write cut short?); "
+                          "dropped", file=sys.stderr)
+                if isinstance(record, dict) and isinstance(record.get("step", 0), int) \
+                        and record.get("step", 0) <= start_step:
+                    kept.append(line)
             write_atomic(self.path, "".join(l + "\n" for l in kept))
         self.loggers: list = []
 
@@ -237,6 +281,7 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
     ckpt = None
     if resume:
         ckpt = checkpoint.load(last_path)
+        checkpoint.require(ckpt, checkpoint.TRAINING_STATE, last_path)
         saved = ckpt["data"]
         if (saved["dtype"], saved["vocab_size"]) != (data.train.dtype, data.vocab_size):
             raise TrainingError(
@@ -244,14 +289,21 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
                 f"checkpoint ({saved['dtype']}, vocab {saved['vocab_size']})"
             )
         checkpoint.check_compatible(checkpoint.config_of(ckpt), cfg, last_path)
+        if ckpt["step"] >= cfg.max_steps:
+            log(f"{last_path} is already at max_steps {cfg.max_steps} (step {ckpt['step']}); "
+                "raise --set max_steps to train longer")
+            return {"step": ckpt["step"]}
     elif last_path.exists():
         raise TrainingError(f"{out} already holds a run (ckpt_last.pt); pass --resume to continue it or choose another --out")
-    if ddp.main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "config.toml", to_toml(cfg))
 
     device = resolve_device(cfg.device, ddp.local_rank)
     dtype = resolve_dtype(cfg.dtype, device)
+    check_memory(cfg, device)
+    if ddp.main:
+        out.mkdir(parents=True, exist_ok=True)
+        for tmp in checkpoint.remove_stale_temp_files(out):
+            print(f"warning: removed {tmp}, left by a checkpoint save that did not finish", file=sys.stderr)
+        write_atomic(out / "config.toml", to_toml(cfg))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
