@@ -191,13 +191,14 @@ def test_a_model_too_large_for_memory_is_refused_before_it_is_built(data, tmp_pa
 
 
 def test_every_preset_loads():
-    assert config.presets() == ["cpu", "gpt2-124m", "owt", "shakespeare-char", "tinystories", "wikitext2"]
+    assert config.presets() == ["cpu", "gpt2-124m", "large", "medium", "owt", "shakespeare-char", "small", "tiny",
+                                "tinystories", "wikitext2"]
     cpu = config.load("cpu")
     assert (cpu.vocab_size, cpu.d_model, cpu.n_layers, cpu.context_length, cpu.device) == (0, 128, 4, 128, "auto")
     ts = config.load("tinystories")
     assert (ts.vocab_size, ts.context_length, ts.d_model, ts.d_ff, ts.n_layers, ts.n_heads, ts.rope_theta) == \
-        (10000, 256, 512, 1344, 4, 16, 10000.0)
-    assert config.load("owt").vocab_size == 32000
+        (0, 256, 512, 1344, 4, 16, 10000.0)  # vocab_size 0: the data's
+    assert config.load("owt").vocab_size == 0
     for name, dropout in (("shakespeare-char", 0.2), ("wikitext2", 0.1)):
         c = config.load(name)
         assert (c.n_layers, c.n_heads, c.d_model, c.context_length, c.dropout) == (6, 6, 384, 256, dropout)
@@ -304,7 +305,7 @@ def test_a_partial_last_metrics_line_is_dropped_on_resume(data, tmp_path, capsys
     train(tiny_config(max_steps=6, eval_interval=2, log_interval=2), data, out, resume=True, log=quiet)
     assert "is not a complete record" in capsys.readouterr().err
     steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [2, 4, 4, 6, 6]
+    assert steps == [0, 2, 4, 4, 6, 6]
 
 
 def edit_checkpoint(path, change):

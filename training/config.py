@@ -81,7 +81,7 @@ class Config:
     d_ff: int = key(0, AT_LEAST_0)  # 0: 8/3 d_model rounded up to 64 for swiglu, else 4 d_model
     norm: str = key("rms", one_of("rms", "layer", "none"))
     norm_position: str = key("pre", one_of("pre", "post"))
-    positions: str = key("rope", one_of("rope", "learned", "none"))
+    positions: str = key("rope", one_of("rope", "learned", "sinusoidal", "none"))
     ffn: str = key("swiglu", one_of("swiglu", "silu", "gelu"))
     rope_theta: float = key(10000.0, POSITIVE)
     bias: bool = key(False, ANY_BOOL)
@@ -96,6 +96,8 @@ class Config:
     warmup_steps: int = key(100, AT_LEAST_0)
     lr_decay_steps: int = key(0, AT_LEAST_0)  # 0: decay over max_steps
     weight_decay: float = key(0.1, AT_LEAST_0)
+    # matrices: not on norm gains and biases (nanoGPT); all: every parameter (CS336's AdamW)
+    weight_decay_on: str = key("matrices", one_of("matrices", "all"))
     beta1: float = key(0.9, Allowed(lo=0, hi=1, hi_open=True))
     beta2: float = key(0.95, Allowed(lo=0, hi=1, hi_open=True))
     grad_clip: float = key(1.0, AT_LEAST_0)  # 0: no clipping
