@@ -394,7 +394,11 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_sigterm_while_saving_a_checkpoint_removes_its_temp_file(data, tmp_path):
+@pytest.mark.parametrize("signal_name,code,message", [
+    ("SIGTERM", 143, "terminated; the last checkpoint written is kept"),
+    ("SIGINT", 130, "interrupted; the last checkpoint written is kept"),
+])
+def test_a_signal_while_saving_a_checkpoint_removes_its_temp_file(data, tmp_path, signal_name, code, message):
     import os
     import signal
     import subprocess
@@ -412,10 +416,10 @@ def test_sigterm_while_saving_a_checkpoint_removes_its_temp_file(data, tmp_path)
             if line.strip() == "saving":
                 break
         assert list(out.glob("ckpt_last.pt.*.tmp"))
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(getattr(signal, signal_name))
         _, err = child.communicate(timeout=60)
     finally:
         child.kill()
-    assert child.returncode == 128 + signal.SIGTERM
-    assert err.strip() == "terminated; the last checkpoint written is kept"
+    assert child.returncode == code
+    assert err.strip() == message
     assert not list(out.glob("*.tmp"))
