@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 import time
@@ -57,8 +58,24 @@ def run(args) -> int:
     print("\n3. compare with tiktoken (GPT-2) on the validation text")
     _compare_with_tiktoken(tokenizer, valid_text.read_text(encoding="utf-8"))
 
-    print(f"\nnext: python -m training train --preset tinystories --data {out_dir} --out {out_dir / 'run'}")
+    print()
+    print(next_step(out_dir))
     return 0
+
+
+def next_step(out_dir: Path) -> str:
+    """The training command for this machine: the CS336 TinyStories preset on a CUDA GPU, else
+    the `cpu` preset (a few minutes on two cores). torch is imported here, at the very end."""
+    command = f"python -m training train --preset {{}} --data {out_dir} --out {out_dir / 'run'}"
+    if importlib.util.find_spec("torch") is None:
+        return (f"next (needs PyTorch: pip install torch): {command.format('cpu')}\n"
+                f"      on a CUDA GPU: {command.format('tinystories')}")
+    import torch
+
+    if torch.cuda.is_available():
+        return f"next: {command.format('tinystories')}"
+    return (f"next: {command.format('cpu')}   (no CUDA GPU here: a few minutes on a CPU)\n"
+            f"      on a CUDA GPU: {command.format('tinystories')}")
 
 
 def _compare_with_tiktoken(tokenizer, text: str) -> None:

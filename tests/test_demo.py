@@ -13,6 +13,11 @@ def test_demo_trains_encodes_and_compares_with_tiktoken(data, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ids identical: yes" in result.stdout
     assert "bytes/token" in result.stdout
+    import torch
+
+    preset = "tinystories" if torch.cuda.is_available() else "cpu"
+    assert f"next: python -m training train --preset {preset} --data {tmp_path} --out {tmp_path / 'run'}" \
+        in result.stdout
     for name in ("train.bin", "val.bin"):
         meta = json.loads((tmp_path / f"{name}.json").read_text())
         assert meta["vocab_size"] == 10000 and meta["dtype"] == "uint16"

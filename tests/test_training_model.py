@@ -13,7 +13,7 @@ from training.model import GPT, KVCache, flops_per_token, num_params, param_coun
 from training_helpers import DATA
 
 SWITCHES = list(itertools.product(
-    ["rms", "layer", "none"], ["pre", "post"], ["rope", "learned", "none"], ["swiglu", "silu", "gelu"],
+    ["rms", "layer", "none"], ["pre", "post"], ["rope", "learned", "sinusoidal", "none"], ["swiglu", "silu", "gelu"],
     [False, True], [False, True],
 ))
 
@@ -39,7 +39,7 @@ def test_flops_per_token_is_6n_plus_the_attention_term():
     cfg = config.load("gpt2-124m")
     n_matmul = param_count(cfg) - cfg.context_length * cfg.d_model  # tied: the table is also the output layer
     assert flops_per_token(cfg) == 6 * n_matmul + 12 * 12 * 768 * 1024
-    cs336 = config.load("tinystories")
+    cs336 = config.load("tinystories", sets={"vocab_size": 10000})
     n_matmul = param_count(cs336) - cs336.vocab_size * cs336.d_model  # untied: the input lookup is free
     assert flops_per_token(cs336) == 6 * n_matmul + 12 * 4 * 512 * 256
 
@@ -55,7 +55,7 @@ def test_rope_matches_the_cs336_reference_snapshot():
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("positions", ["rope", "learned", "none"])
+@pytest.mark.parametrize("positions", ["rope", "learned", "sinusoidal", "none"])
 def test_attention_is_causal(positions):
     torch.manual_seed(0)
     model = GPT(small(positions=positions)).eval()
@@ -66,6 +66,32 @@ def test_attention_is_causal(positions):
     b, _ = model(changed)
     torch.testing.assert_close(a[:, :10], b[:, :10])
     assert not torch.allclose(a[:, 10:], b[:, 10:])
+
+
+def test_sinusoidal_positions_are_the_transformer_papers():
+    from training.model import sinusoidal_positions
+
+    table = sinusoidal_positions(50, 16)
+    for pos in (0, 1, 7, 49):
+        for i in range(8):
+            angle = pos / 10000 ** (2 * i / 16)
+            assert table[pos, 2 * i].item() == pytest.approx(np.sin(angle), abs=1e-6)
+            assert table[pos, 2 * i + 1].item() == pytest.approx(np.cos(angle), abs=1e-6)
+
+
+def test_sinusoidal_positions_are_added_to_the_embeddings_and_are_not_parameters():
+    torch.manual_seed(0)
+    model = GPT(small(positions="sinusoidal", n_layers=1)).eval()
+    assert num_params(model) == num_params(GPT(small(positions="none", n_layers=1)))
+    assert "pos_table" not in model.state_dict()
+    # the same token at two positions enters the first block as two different vectors
+    seen = []
+    model.blocks[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    model(torch.tensor([[5, 5]]))
+    x = seen[0][0]
+    from training.model import sinusoidal_positions
+
+    torch.testing.assert_close(x[1] - x[0], sinusoidal_positions(2, 24)[1] - sinusoidal_positions(2, 24)[0])
 
 
 def test_loss_of_an_untrained_model_is_near_log_vocab():
@@ -148,7 +174,7 @@ def test_generation_stops_after_max_new_tokens():
     assert out == [5, 6, 7]
 
 
-@pytest.mark.parametrize("positions", ["rope", "learned"])
+@pytest.mark.parametrize("positions", ["rope", "learned", "sinusoidal"])
 def test_kv_cache_generation_equals_recomputing_the_window(positions):
     torch.manual_seed(0)
     model = GPT(small(positions=positions)).eval()

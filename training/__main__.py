@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from training.errors import TrainingError
@@ -17,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on DIR/train.bin, evaluating on DIR/val.bin")
     source = t.add_mutually_exclusive_group()
-    source.add_argument("--preset", help=f"one of: {', '.join(presets())}")
+    source.add_argument("--preset", help=f"one of: {', '.join(presets())} (neither: the default config)")
     source.add_argument("--config", metavar="FILE.toml", help="a TOML file of config keys")
     t.add_argument("--data", required=True, metavar="DIR", help="holds train.bin, val.bin and their .json sidecars")
     t.add_argument("--out", required=True, metavar="DIR", help="metrics.jsonl, checkpoints, config.toml, loss.png")
@@ -101,8 +102,6 @@ def run(args: argparse.Namespace, argv=None) -> int:
         from training import config
         from training.train import train
 
-        if args.preset is None and args.config is None and not args.resume:
-            raise TrainingError("train needs --preset NAME or --config FILE.toml")
         sets = config.parse_sets(args.set)
         if args.resume and args.preset is None and args.config is None:
             from pathlib import Path
@@ -135,8 +134,17 @@ def run(args: argparse.Namespace, argv=None) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a checkpoint being written is cleaned up."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return run(args, argv)
     except TrainingError as e:
@@ -146,6 +154,12 @@ def main(argv=None) -> int:
         print("interrupted; nothing was written" if args.command == "prepare"
               else "interrupted; the last checkpoint written is kept", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated; nothing was written" if args.command == "prepare"
+              else "terminated; the last checkpoint written is kept", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,15 +21,6 @@ except ModuleNotFoundError:  # pragma: no cover - exercised on 3.9/3.10 only
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
-CHOICES = {
-    "norm": ("rms", "layer", "none"),
-    "norm_position": ("pre", "post"),
-    "positions": ("rope", "learned", "none"),
-    "ffn": ("swiglu", "silu", "gelu"),
-    "device": ("auto", "cuda", "mps", "cpu"),
-    "dtype": ("auto", "float32", "bfloat16", "float16"),
-}
-
 # Keys that define the model's shape: a checkpoint only resumes or loads with the same values.
 ARCHITECTURE_KEYS = (
     "vocab_size", "context_length", "d_model", "n_layers", "n_heads", "d_ff",
@@ -37,47 +28,91 @@ ARCHITECTURE_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """The values a config key may take: one of `choices`, or a number within [lo, hi]
+    (an open end where lo_open / hi_open; None is unbounded). Floats are always finite."""
+
+    choices: tuple = ()
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.hi is None:
+            return f"{'greater than' if self.lo_open else 'at least'} {self.lo}"
+        return f"in {'(' if self.lo_open else '['}{self.lo}, {self.hi}{')' if self.hi_open else ']'}"
+
+    def admits(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            return False
+        return True
+
+
+def one_of(*choices: str) -> Allowed:
+    return Allowed(choices=choices)
+
+
+AT_LEAST_0, AT_LEAST_1, POSITIVE = Allowed(lo=0), Allowed(lo=1), Allowed(lo=0, lo_open=True)
+ANY_STRING = ANY_BOOL = Allowed()
+
+
+def key(default: Any, allowed: Allowed) -> Any:
+    return field(default=default, metadata={"allowed": allowed})
+
+
 @dataclass
 class Config:
     # model
-    vocab_size: int = 0  # 0: the vocabulary size of the data
-    context_length: int = 256
-    d_model: int = 512
-    n_layers: int = 4
-    n_heads: int = 16
-    d_ff: int = 0  # 0: 8/3 d_model rounded up to 64 for swiglu, else 4 d_model
-    norm: str = "rms"
-    norm_position: str = "pre"
-    positions: str = "rope"
-    ffn: str = "swiglu"
-    rope_theta: float = 10000.0
-    bias: bool = False
-    tie_embeddings: bool = False
-    dropout: float = 0.0
+    vocab_size: int = key(0, AT_LEAST_0)  # 0: the vocabulary size of the data
+    context_length: int = key(256, AT_LEAST_1)
+    d_model: int = key(512, AT_LEAST_1)
+    n_layers: int = key(4, AT_LEAST_1)
+    n_heads: int = key(16, AT_LEAST_1)
+    d_ff: int = key(0, AT_LEAST_0)  # 0: 8/3 d_model rounded up to 64 for swiglu, else 4 d_model
+    norm: str = key("rms", one_of("rms", "layer", "none"))
+    norm_position: str = key("pre", one_of("pre", "post"))
+    positions: str = key("rope", one_of("rope", "learned", "sinusoidal", "none"))
+    ffn: str = key("swiglu", one_of("swiglu", "silu", "gelu"))
+    rope_theta: float = key(10000.0, POSITIVE)
+    bias: bool = key(False, ANY_BOOL)
+    tie_embeddings: bool = key(False, ANY_BOOL)
+    dropout: float = key(0.0, Allowed(lo=0, hi=1, hi_open=True))
     # optimization
-    max_steps: int = 1000
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 100
-    lr_decay_steps: int = 0  # 0: decay over max_steps
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0  # 0: no clipping
+    max_steps: int = key(1000, AT_LEAST_1)
+    batch_size: int = key(32, AT_LEAST_1)
+    grad_accum: int = key(1, AT_LEAST_1)
+    lr: float = key(1e-3, POSITIVE)
+    min_lr: float = key(1e-4, AT_LEAST_0)
+    warmup_steps: int = key(100, AT_LEAST_0)
+    lr_decay_steps: int = key(0, AT_LEAST_0)  # 0: decay over max_steps
+    weight_decay: float = key(0.1, AT_LEAST_0)
+    # matrices: not on norm gains and biases (nanoGPT); all: every parameter (CS336's AdamW)
+    weight_decay_on: str = key("matrices", one_of("matrices", "all"))
+    beta1: float = key(0.9, Allowed(lo=0, hi=1, hi_open=True))
+    beta2: float = key(0.95, Allowed(lo=0, hi=1, hi_open=True))
+    grad_clip: float = key(1.0, AT_LEAST_0)  # 0: no clipping
     # evaluation, logging, checkpoints
-    eval_interval: int = 250
-    eval_batches: int = 20
-    log_interval: int = 10
+    eval_interval: int = key(250, AT_LEAST_1)
+    eval_batches: int = key(20, AT_LEAST_1)
+    log_interval: int = key(10, AT_LEAST_1)
     # system
-    device: str = "auto"
-    dtype: str = "auto"
-    compile: bool = False
-    seed: int = 1337
-    wandb: bool = False
-    wandb_project: str = "pybpe"
-    tensorboard: bool = False
+    device: str = key("auto", one_of("auto", "cuda", "mps", "cpu"))
+    dtype: str = key("auto", one_of("auto", "float32", "bfloat16", "float16"))
+    compile: bool = key(False, ANY_BOOL)
+    seed: int = key(1337, Allowed(lo=0, hi=2**32 - 1))  # numpy and torch both take it
+    wandb: bool = key(False, ANY_BOOL)
+    wandb_project: str = key("pybpe", ANY_STRING)
+    tensorboard: bool = key(False, ANY_BOOL)
 
     def resolved_d_ff(self) -> int:
         if self.d_ff > 0:
@@ -93,29 +128,33 @@ class Config:
         return dataclasses.asdict(self)
 
     def validate(self) -> "Config":
-        for key, allowed in CHOICES.items():
-            if getattr(self, key) not in allowed:
-                raise TrainingError(f"config key {key} = {getattr(self, key)!r}: expected one of {', '.join(allowed)}")
-        positive = ("context_length", "d_model", "n_layers", "n_heads", "max_steps", "batch_size",
-                    "grad_accum", "eval_interval", "eval_batches", "log_interval")
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise TrainingError(f"config key {key} must be at least 1, not {getattr(self, key)}")
-        for key in ("vocab_size", "d_ff", "warmup_steps", "lr_decay_steps", "weight_decay", "grad_clip", "min_lr"):
-            if getattr(self, key) < 0:
-                raise TrainingError(f"config key {key} must not be negative, not {getattr(self, key)}")
+        """Every key against its type and ALLOWED values, then the rules that tie keys together."""
+        for name, allowed in ALLOWED.items():
+            value = getattr(self, name)
+            _check_type(name, value)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TrainingError(f"config key {name} = {value!r}: expected a finite number {allowed.describe()}")
+            if not allowed.admits(value):
+                raise TrainingError(f"config key {name} = {value!r}: expected {allowed.describe()}")
         if self.d_model % self.n_heads:
             raise TrainingError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
         if self.positions == "rope" and (self.d_model // self.n_heads) % 2:
             raise TrainingError(f"RoPE needs an even head size; d_model / n_heads = {self.d_model // self.n_heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise TrainingError(f"dropout must be in [0, 1), not {self.dropout}")
-        if not self.lr > 0:
-            raise TrainingError(f"lr must be positive, not {self.lr}")
         return self
 
 
+ALLOWED: dict[str, Allowed] = {f.name: f.metadata["allowed"] for f in fields(Config)}
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def _check_type(key: str, value: Any) -> None:
+    kind = FIELD_TYPES[key]
+    ok = {"bool": lambda v: isinstance(v, bool),
+          "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "str": lambda v: isinstance(v, str)}[kind]
+    if not ok(value):
+        raise TrainingError(f"config key {key}: {value!r} is not a valid {kind}")
 
 
 def _coerce(key: str, value: Any) -> Any:

@@ -67,9 +67,34 @@ def open_tokens(path: "str | os.PathLike[str]") -> TokenFile:
     if num_tokens == 0:
         raise TrainingError(f"data file {path} is empty")
     special = meta.get("special_tokens") or {}
-    if any(not isinstance(i, int) or not 0 <= i < vocab_size for i in special.values()):
-        raise TrainingError(f"sidecar {meta_path}: special token ids must lie below vocab_size {vocab_size}")
-    return TokenFile(path, dtype, num_tokens, vocab_size, dict(special), meta.get("tokenizer"))
+    if not isinstance(special, dict) or not all(isinstance(k, str) for k in special):
+        raise TrainingError(f"sidecar {meta_path}: special_tokens must be an object of token text to id")
+    if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < vocab_size for i in special.values()):
+        raise TrainingError(f"sidecar {meta_path}: special token ids must be whole numbers below vocab_size {vocab_size}")
+    tokenizer = meta.get("tokenizer")
+    if tokenizer is not None and (
+        not isinstance(tokenizer, dict)
+        or any(not isinstance(tokenizer.get(k), (str, type(None))) for k in ("path", "sha256"))
+    ):
+        raise TrainingError(f"sidecar {meta_path}: tokenizer must be null or an object with a path and a sha256 string")
+    tokens = TokenFile(path, dtype, num_tokens, vocab_size, dict(special), tokenizer)
+    check_ids(tokens)
+    return tokens
+
+
+def check_ids(data: TokenFile, chunk: int = 1 << 24) -> None:
+    """Refuses a file holding an id at or above its vocab_size, naming the first one."""
+    if data.vocab_size >= np.iinfo(DTYPES[data.dtype]).max + 1:
+        return  # every value of the dtype is a valid id
+    tokens = data.tokens()
+    for start in range(0, data.num_tokens, chunk):
+        part = tokens[start : start + chunk]
+        if part.max() >= data.vocab_size:
+            at = start + int(np.argmax(part >= data.vocab_size))
+            raise TrainingError(
+                f"data file {data.path} holds id {int(tokens[at])} at position {at:,}, "
+                f"not below its sidecar's vocab_size {data.vocab_size}"
+            )
 
 
 @dataclass
@@ -92,6 +117,12 @@ def open_dataset(data_dir: "str | os.PathLike[str]", context_length: int) -> Dat
             raise TrainingError(
                 f"train.bin and val.bin disagree on {name}: {getattr(train, name)} vs {getattr(val, name)}"
             )
+    digests = [(f.tokenizer or {}).get("sha256") for f in (train, val)]
+    if all(digests) and digests[0] != digests[1]:
+        raise TrainingError(
+            f"train.bin and val.bin were encoded by different tokenizers (sha256 {digests[0][:12]}... "
+            f"vs {digests[1][:12]}...); encode both splits with the same one"
+        )
     for f in (train, val):
         if f.num_tokens < context_length + 1:
             raise TrainingError(

@@ -150,7 +150,7 @@ def generate(ckpt_path: str, prompt: str, max_new_tokens: int = 200, temperature
     dev = resolve_device(device)
     model, ckpt = load_model(ckpt_path, dev)
     tokenizer = load_tokenizer(ckpt, tokenizer_path)
-    eot_id = ckpt["data"]["special_tokens"].get(EOT)
+    eot_id = ((ckpt.get("data") or {}).get("special_tokens") or {}).get(EOT)
     if prompt:
         ids = encode(tokenizer, prompt)
     elif eot_id is not None:

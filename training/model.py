@@ -2,7 +2,7 @@
 
 Default (CS336 assignment 1): pre-norm blocks, RMSNorm, SwiGLU feed-forward, RoPE, causal
 multi-head attention, no biases. Switches: norm rms|layer|none, norm_position pre|post,
-positions rope|learned|none, ffn swiglu|silu|gelu, bias, dropout, tie_embeddings.
+positions rope|learned|sinusoidal|none, ffn swiglu|silu|gelu, bias, dropout, tie_embeddings.
 """
 
 from __future__ import annotations
@@ -54,6 +54,17 @@ class Rotary(nn.Module):
         x1, x2 = x.float()[..., 0::2], x.float()[..., 1::2]
         out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
         return out.flatten(-2).to(x.dtype)
+
+
+def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
+    """The fixed encoding of "Attention Is All You Need": PE[p, 2i] = sin(p / 10000^(2i/d)),
+    PE[p, 2i+1] = cos(p / 10000^(2i/d)); (max_len, d_model), added to the token embeddings."""
+    inv_freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
+    pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+    pe[:, 0::2] = angles.sin()
+    pe[:, 1::2] = angles.cos()[:, : d_model // 2]
+    return pe.float()
 
 
 class KVCache:
@@ -143,6 +154,10 @@ class GPT(nn.Module):
         rotary = Rotary(head_dim, cfg.context_length, cfg.rope_theta) if cfg.positions == "rope" else None
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.d_model) if cfg.positions == "learned" else None
+        if cfg.positions == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_positions(cfg.context_length, cfg.d_model), persistent=False)
+        else:
+            self.pos_table = None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i, rotary) for i in range(cfg.n_layers))
         # post-norm blocks already end in a norm
@@ -178,6 +193,8 @@ class GPT(nn.Module):
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
             x = x + self.pos_emb(positions)
+        elif self.pos_table is not None:
+            x = x + self.pos_table[positions].to(x.dtype)
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, positions, cache)

@@ -9,21 +9,25 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from training import checkpoint
 from training.config import Config, to_toml
 from training.data import Batches, Dataset, eval_starts, open_dataset, windows
 from training.errors import TrainingError
-from training.model import GPT, flops_per_token, mfu, num_params
+from training.model import GPT, flops_per_token, mfu, num_params, param_count
+from training.perplexity import token_perplexity, word_perplexity, word_counts
 
-METRIC_KEYS = ("step", "train_loss", "val_loss", "val_ppl", "lr", "tokens_seen", "elapsed_s", "tokens_per_s", "mfu")
+METRIC_KEYS = ("step", "train_loss", "val_loss", "val_ppl", "val_accuracy", "val_word_ppl", "lr", "tokens_seen",
+               "elapsed_s", "tokens_per_s", "steps_per_s", "mfu")
 
 
 # -- system ------------------------------------------------------------------------------
@@ -66,23 +70,30 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 def lr_at(step: int, cfg: Config) -> float:
-    """Linear warmup to lr, cosine decay to min_lr at decay_steps, then min_lr."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
-    decay = cfg.decay_steps()
+    """CS336's get_lr_cosine_schedule(step, lr, min_lr, warmup_steps, decay_steps): step / T_w * lr
+    while step < T_w (0 at step 0), cosine from lr to min_lr at T_c = decay_steps, then min_lr.
+
+    `step` counts the updates already taken: the first update uses lr_at(0).
+    """
+    warmup, decay = cfg.warmup_steps, cfg.decay_steps()
+    if step < warmup:
+        return step / warmup * cfg.lr
     if step >= decay:
         return cfg.min_lr
-    progress = (step - cfg.warmup_steps) / max(1, decay - cfg.warmup_steps)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+    return cfg.min_lr + 0.5 * (1 + math.cos((step - warmup) / (decay - warmup) * math.pi)) * (cfg.lr - cfg.min_lr)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not on norms and biases)."""
+    """AdamW. weight_decay_on = "matrices": no decay on norm gains and biases (nanoGPT);
+    "all": decay on every parameter (CS336's AdamW)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    if cfg.weight_decay_on == "all":
+        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    else:
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
     return torch.optim.AdamW(
         groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, fused=device.type == "cuda"
     )
@@ -131,25 +142,83 @@ class Dist:
         return out
 
 
+def available_memory(device: torch.device) -> Optional[int]:
+    """Bytes free for a new model: free GPU memory on CUDA, MemAvailable (else free pages) on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_lower_bound(cfg: Config) -> int:
+    """Bytes training `cfg` needs at the least: fp32 weights, gradients and AdamW's two moments
+    (16 bytes a parameter), and one micro-batch's logits with their gradient."""
+    return 16 * param_count(cfg) + 2 * 4 * cfg.batch_size * cfg.context_length * cfg.vocab_size
+
+
+def check_memory(cfg: Config, device: torch.device) -> None:
+    needed, available = memory_lower_bound(cfg), available_memory(device)
+    if available is not None and needed > available:
+        raise TrainingError(
+            f"the model does not fit: {param_count(cfg):,} parameters need at least {needed / 2**30:,.1f} GiB "
+            f"for weights, gradients, optimizer state and logits, and {device} has {available / 2**30:,.1f} GiB "
+            f"available; make d_model, n_layers, vocab_size or batch_size smaller"
+        )
+
+
 # -- evaluation --------------------------------------------------------------------------
 
 
+@dataclass
+class Evaluation:
+    loss: float  # mean next-token cross-entropy, nats
+    accuracy: float  # share of next tokens that are the model's argmax
+    total_nll: float  # summed over every predicted token
+    tokens: int  # predicted tokens
+
+
 @torch.no_grad()
-def evaluate(model, data, starts: np.ndarray, cfg: Config, device, dtype, ddp: Dist) -> float:
-    """Mean loss over the fixed validation windows (shared out among the ranks)."""
+def evaluate(model, data, starts: np.ndarray, cfg: Config, device, dtype, ddp: Dist,
+             lengths: Optional[np.ndarray] = None) -> Evaluation:
+    """Loss and accuracy over the validation windows at `starts`, each of context_length tokens
+    (or of `lengths`), shared out among the ranks."""
     model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=device)
-    mine = starts[ddp.rank :: ddp.world]
-    for i in range(0, len(mine), cfg.batch_size):
-        x, y = windows(data, mine[i : i + cfg.batch_size], cfg.context_length, device)
-        with autocast(device, dtype):
-            _, loss = model(x, y)
-        total[0] += loss.double() * len(x)
-        total[1] += len(x)
+    total = torch.zeros(3, dtype=torch.float64, device=device)  # nll, correct, tokens
+    if lengths is None:
+        lengths = np.full(len(starts), cfg.context_length)
+    mine = np.arange(len(starts))[ddp.rank :: ddp.world]
+    for length in np.unique(lengths[mine]):
+        same = mine[lengths[mine] == length]
+        for i in range(0, len(same), cfg.batch_size):
+            x, y = windows(data, starts[same[i : i + cfg.batch_size]], int(length), device)
+            with autocast(device, dtype):
+                logits, _ = model(x, y)
+            logits = logits.float()
+            total[0] += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum").double()
+            total[1] += (logits.argmax(-1) == y).sum()
+            total[2] += y.numel()
     if ddp.enabled:
         dist.all_reduce(total)
     model.train()
-    return (total[0] / total[1]).item()
+    nll, correct, tokens = total.tolist()
+    return Evaluation(nll / tokens, correct / tokens, nll, int(tokens))
+
+
+def whole_split_windows(data, context_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and lengths of windows that predict every token of the split after the first once."""
+    starts = np.arange(0, data.num_tokens - 1, context_length)
+    return starts, np.minimum(context_length, data.num_tokens - 1 - starts)
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -180,8 +249,17 @@ class Metrics:
         self.path, self.enabled = out / "metrics.jsonl", enabled
         if enabled and self.path.exists():
             # a resumed run replays the steps after its checkpoint: drop their old records
-            kept = [l for l in self.path.read_text(encoding="utf-8").splitlines() if l.strip()]
-            kept = [l for l in kept if json.loads(l).get("step", 0) <= start_step]
+            kept = []
+            for number, line in enumerate(self.path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                try:
+                    record = json.loads(line) if line.strip() else None
+                except json.JSONDecodeError:
+                    record = None
+                    print(f"warning: {self.path} line {number} is not a complete record (a write cut short?); "
+                          "dropped", file=sys.stderr)
+                if isinstance(record, dict) and isinstance(record.get("step", 0), int) \
+                        and record.get("step", 0) <= start_step:
+                    kept.append(line)
             write_atomic(self.path, "".join(l + "\n" for l in kept))
         self.loggers: list = []
 
@@ -238,12 +316,14 @@ def train(cfg: Config, data_dir: "str | os.PathLike[str]", out_dir: "str | os.Pa
 
 def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist) -> dict[str, Any]:
     data = open_dataset(data_dir, cfg.context_length)
+    val_words = (word_counts(data_dir) or {}).get("val")
     resolve_vocab(cfg, data)
     cfg.validate()
     last_path, best_path = out / "ckpt_last.pt", out / "ckpt_best.pt"
     ckpt = None
     if resume:
         ckpt = checkpoint.load(last_path)
+        checkpoint.require(ckpt, checkpoint.TRAINING_STATE, last_path)
         saved = ckpt["data"]
         if (saved["dtype"], saved["vocab_size"]) != (data.train.dtype, data.vocab_size):
             raise TrainingError(
@@ -251,14 +331,21 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
                 f"checkpoint ({saved['dtype']}, vocab {saved['vocab_size']})"
             )
         checkpoint.check_compatible(checkpoint.config_of(ckpt), cfg, last_path)
+        if ckpt["step"] >= cfg.max_steps:
+            log(f"{last_path} is already at max_steps {cfg.max_steps} (step {ckpt['step']}); "
+                "raise --set max_steps to train longer")
+            return {"step": ckpt["step"]}
     elif last_path.exists():
         raise TrainingError(f"{out} already holds a run (ckpt_last.pt); pass --resume to continue it or choose another --out")
-    if ddp.main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "config.toml", to_toml(cfg))
 
     device = resolve_device(cfg.device, ddp.local_rank)
     dtype = resolve_dtype(cfg.dtype, device)
+    check_memory(cfg, device)
+    if ddp.main:
+        out.mkdir(parents=True, exist_ok=True)
+        for tmp in checkpoint.remove_stale_temp_files(out):
+            print(f"warning: removed {tmp}, left by a checkpoint save that did not finish", file=sys.stderr)
+        write_atomic(out / "config.toml", to_toml(cfg))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -289,6 +376,7 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
     model = raw_model
     if cfg.compile:
         model = torch.compile(model)
+    eval_model = model  # without DDP, whose forward may sync buffers: ranks evaluate different numbers of windows
     if ddp.enabled:
         model = DDP(model, device_ids=[ddp.local_rank] if device.type == "cuda" else None)
 
@@ -318,6 +406,25 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
 
     last_saved: Optional[int] = ckpt["step"] if ckpt is not None else None
     record: dict[str, Any] = {}
+
+    def run_evaluation(lr: float) -> tuple[dict[str, Any], str]:
+        result = evaluate(eval_model, data.val, val_starts, cfg, device, dtype, ddp)
+        eval_record = {"step": step, "val_loss": result.loss, "val_ppl": token_perplexity(result.loss),
+                       "val_accuracy": result.accuracy, "lr": lr, "tokens_seen": tokens_seen,
+                       "elapsed_s": round(elapsed, 3)}
+        text = (f"step {step}: val loss {result.loss:.4f} | val ppl {eval_record['val_ppl']:.2f} | "
+                f"val acc {100 * result.accuracy:.1f}%")
+        if val_words is not None and step == cfg.max_steps:
+            starts, lengths = whole_split_windows(data.val, cfg.context_length)
+            whole = evaluate(eval_model, data.val, starts, cfg, device, dtype, ddp, lengths)
+            eval_record["val_word_ppl"] = word_perplexity(whole.total_nll, val_words)
+            text += f" | val word ppl {eval_record['val_word_ppl']:.2f} ({val_words:,} words, the whole split)"
+        metrics.write(eval_record)
+        return eval_record, text
+
+    if step == 0:
+        record, text = run_evaluation(lr_at(0, cfg))
+        log(text)
     window_losses: list[float] = []
     t_window, steps_in_window = time.perf_counter(), 0
     model.train()
@@ -354,33 +461,31 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
 
         if step % cfg.log_interval == 0 or step == cfg.max_steps:
             now = time.perf_counter()
-            tok_s = steps_in_window * tokens_per_step / max(now - t_window, 1e-9)
+            seconds = max(now - t_window, 1e-9)
+            tok_s, steps_s = steps_in_window * tokens_per_step / seconds, steps_in_window / seconds
             util = mfu(cfg, tok_s, device, ddp.world)
             record = {"step": step, "train_loss": sum(window_losses) / len(window_losses), "lr": lr,
                       "tokens_seen": tokens_seen, "elapsed_s": round(elapsed, 3), "tokens_per_s": round(tok_s, 1),
-                      "mfu": util}
+                      "steps_per_s": round(steps_s, 3), "mfu": util}
             metrics.write(record)
-            eta = (cfg.max_steps - step) * (now - t_window) / steps_in_window
+            eta = (cfg.max_steps - step) / steps_s
             log(f"step {step}/{cfg.max_steps} | loss {record['train_loss']:.4f} | lr {lr:.2e} | "
-                f"{tok_s:,.0f} tok/s | mfu {'n/a' if util is None else f'{100 * util:.1f}%'} | eta {fmt_time(eta)}")
+                f"{tok_s:,.0f} tok/s | {steps_s:.2f} steps/s | mfu {'n/a' if util is None else f'{100 * util:.1f}%'} | "
+                f"eta {fmt_time(eta)}")
             window_losses, t_window, steps_in_window = [], time.perf_counter(), 0
 
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
             t_eval = time.perf_counter()
-            val_loss = evaluate(model, data.val, val_starts, cfg, device, dtype, ddp)
-            val_ppl = math.exp(min(val_loss, 700.0))
-            eval_record = {"step": step, "val_loss": val_loss, "val_ppl": val_ppl, "lr": lr,
-                           "tokens_seen": tokens_seen, "elapsed_s": round(elapsed, 3)}
-            metrics.write(eval_record)
+            eval_record, text = run_evaluation(lr)
             record.update(eval_record)
+            val_loss = eval_record["val_loss"]
             is_best = val_loss < best_val
             best_val = min(best_val, val_loss)
             save(last_path)
             if is_best:
                 save(best_path)
             last_saved = step
-            log(f"step {step}: val loss {val_loss:.4f} | val ppl {val_ppl:.2f}{' (best)' if is_best else ''} | "
-                f"saved {last_path.name}")
+            log(f"{text}{' (best)' if is_best else ''} | saved {last_path.name}")
             t_window += time.perf_counter() - t_eval  # evaluation time is not training throughput
 
     if ddp.main:
