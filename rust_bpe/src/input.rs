@@ -59,7 +59,7 @@ impl Source {
         if kind.is_dir() {
             return Err(BpeError::Io(format!("{name}: is a directory, not a text file")));
         }
-        let size = kind.is_file().then(|| kind.len());
+        let size = kind.is_file().then_some(kind.len());
         if is_device(&kind.file_type()) && !std::io::IsTerminal::is_terminal(&file) {
             return Err(BpeError::Io(format!(
                 "{name}: is a device, not a text file (pybpe reads files, pipes, FIFOs and standard input)"
