@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crate::encode::Encoder;
 use crate::error::BpeError;
-use crate::input::{next_or_wait, read_ahead, Chunks, Input, Source};
+use crate::input::{read_ahead, Chunks, Input, Source};
 
 const CHUNK_BYTES: usize = 4 << 20;
 
@@ -174,7 +174,9 @@ fn encode_source(
     let target = size.map_or(CHUNK_BYTES, |len| (len as usize / (threads * 4)).clamp(256 << 10, CHUNK_BYTES));
     let job_len = size.unwrap_or(0) as usize;
     let chunks = Chunks::new(source, tokenizer.pattern().clone(), tokenizer.specials().clone());
-    let received = Mutex::new((read_ahead(chunks, target, threads), 0usize));
+    let reader = read_ahead(chunks, target, threads);
+    let recycler = reader.recycler();
+    let received = Mutex::new((reader, 0usize));
     let failed: Mutex<Option<BpeError>> = Mutex::new(None);
     let in_order = Mutex::new(InOrder { ready: BTreeMap::new(), next: 0 });
     let sent = Condvar::new();
@@ -186,7 +188,7 @@ fn encode_source(
         }
         let (i, bytes) = {
             let mut received = received.lock().expect("chunks");
-            match next_or_wait(&received.0) {
+            match received.0.next_or_wait() {
                 Ok(Some((_, bytes))) => {
                     received.1 += 1;
                     (received.1 - 1, bytes)
@@ -221,9 +223,10 @@ fn encode_source(
         drop(text);
         num_tokens.fetch_add(out.len() as u64, Ordering::Relaxed);
         invalid_bytes.fetch_add(invalid, Ordering::Relaxed);
+        let len = bytes.len();
+        recycler.give_back(bytes);
         let mut state = in_order.lock().expect("in order");
-        state.ready.insert(i, (out, bytes.len()));
-        drop(bytes);
+        state.ready.insert(i, (out, len));
         loop {
             let next = state.next;
             let Some((out, len)) = state.ready.remove(&next) else { break };

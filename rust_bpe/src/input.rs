@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use crate::error::BpeError;
@@ -117,11 +117,14 @@ pub struct Chunks {
     at_end: bool,
     /// No cut lies before this index of `buf` past the target (built-in patterns).
     searched: usize,
+    /// Buffers of chunks handed out before, given back to be filled again: memory that is
+    /// already the process's, which `read` fills without a page fault on every page.
+    spare: Option<Receiver<Vec<u8>>>,
 }
 
 impl Chunks {
     pub fn new(source: Source, pattern: Pattern, specials: SpecialTokens) -> Chunks {
-        Chunks { source, pattern, specials, buf: Vec::new(), offset: 0, read: 0, at_end: false, searched: 0 }
+        Chunks { source, pattern, specials, buf: Vec::new(), offset: 0, read: 0, at_end: false, searched: 0, spare: None }
     }
 
     pub fn name(&self) -> &str {
@@ -178,7 +181,9 @@ impl Chunks {
 
     /// Hands out `buf[..cut]`; what follows stays for the next chunk.
     fn take(&mut self, cut: usize, target: usize) -> (u64, Vec<u8>) {
-        let mut rest = Vec::with_capacity((target + READ_AHEAD).max(self.buf.len() - cut));
+        let mut rest = self.spare.as_ref().and_then(|spare| spare.try_recv().ok()).unwrap_or_default();
+        rest.clear();
+        rest.reserve_exact((target + READ_AHEAD).max(self.buf.len() - cut));
         rest.extend_from_slice(&self.buf[cut..]);
         self.buf.truncate(cut);
         let chunk = std::mem::replace(&mut self.buf, rest);
@@ -222,12 +227,21 @@ fn changed(name: &str, size: u64, read: u64, at_end: bool) -> BpeError {
 /// What the reader thread hands over: a chunk and its offset in the input.
 pub type Chunk = Result<(u64, Vec<u8>), BpeError>;
 
+/// The receiving end of `read_ahead`.
+pub struct Reader {
+    chunks: Receiver<Chunk>,
+    spare: SyncSender<Vec<u8>>,
+}
+
 /// Reads `chunks` on a thread of its own, up to `depth` chunks ahead of the receiver, so
 /// that reading overlaps the work on the chunks before. The thread ends at the end of the
 /// input, after an error (the last thing it sends), or when the receiver is dropped; it is
 /// not joined, so that a stalled pipe never holds up a caller that stops.
-pub fn read_ahead(mut chunks: Chunks, target: usize, depth: usize) -> Receiver<Chunk> {
-    let (send, receive) = std::sync::mpsc::sync_channel(depth.max(1));
+pub fn read_ahead(mut chunks: Chunks, target: usize, depth: usize) -> Reader {
+    let depth = depth.max(1);
+    let (send, receive) = std::sync::mpsc::sync_channel(depth);
+    let (give_back, spare) = std::sync::mpsc::sync_channel(depth + 2);
+    chunks.spare = Some(spare);
     std::thread::Builder::new()
         .name("pybpe-reader".into())
         .spawn(move || loop {
@@ -245,21 +259,41 @@ pub fn read_ahead(mut chunks: Chunks, target: usize, depth: usize) -> Receiver<C
             }
         })
         .expect("a reader thread");
-    receive
+    Reader { chunks: receive, spare: give_back }
 }
 
 /// How long a wait for the next chunk lasts before the waiter may do something else (say,
 /// see whether it was asked to stop).
 pub const WAIT: Duration = Duration::from_millis(100);
 
-/// The next chunk from `receiver`: Ok(None) at the end of the input, Err(None) when none
-/// came within `WAIT`.
-pub fn next_or_wait(receiver: &Receiver<Chunk>) -> Result<Option<(u64, Vec<u8>)>, Option<BpeError>> {
-    match receiver.recv_timeout(WAIT) {
-        Ok(Ok(chunk)) => Ok(Some(chunk)),
-        Ok(Err(e)) => Err(Some(e)),
-        Err(RecvTimeoutError::Timeout) => Err(None),
-        Err(RecvTimeoutError::Disconnected) => Ok(None),
+impl Reader {
+    /// The next chunk: Ok(None) at the end of the input, Err(None) when none came within `WAIT`.
+    pub fn next_or_wait(&self) -> Result<Option<(u64, Vec<u8>)>, Option<BpeError>> {
+        match self.chunks.recv_timeout(WAIT) {
+            Ok(Ok(chunk)) => Ok(Some(chunk)),
+            Ok(Err(e)) => Err(Some(e)),
+            Err(RecvTimeoutError::Timeout) => Err(None),
+            Err(RecvTimeoutError::Disconnected) => Ok(None),
+        }
+    }
+
+    /// Gives the buffer of a chunk that is done with back to the reader, to fill again.
+    pub fn give_back(&self, buffer: Vec<u8>) {
+        let _ = self.spare.try_send(buffer);
+    }
+
+    /// `give_back` for threads that do not hold the reader.
+    pub fn recycler(&self) -> Recycler {
+        Recycler(self.spare.clone())
+    }
+}
+
+/// Gives buffers of chunks back to a `Reader`.
+pub struct Recycler(SyncSender<Vec<u8>>);
+
+impl Recycler {
+    pub fn give_back(&self, buffer: Vec<u8>) {
+        let _ = self.0.try_send(buffer);
     }
 }
 

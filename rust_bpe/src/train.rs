@@ -19,7 +19,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::error::BpeError;
 pub use crate::input::Input;
-use crate::input::{next_or_wait, read_ahead, Chunks, Source};
+use crate::input::{read_ahead, Chunks, Source};
 use crate::packed_table::{hash, PackedTable};
 use crate::pretokenize::{pack_at, unpack, Pattern, Piece, SpecialTokens, MAX_PACKED};
 use crate::tokenizer::Tokenizer;
@@ -203,7 +203,7 @@ fn count_pretokens(
         while !at_end {
             // As many chunks as there are places in a batch, or as came while waiting.
             while batch.len() < threads * 4 {
-                match next_or_wait(&chunks) {
+                match chunks.next_or_wait() {
                     Ok(Some(chunk)) => batch.push(chunk),
                     Ok(None) => {
                         at_end = true;
@@ -236,7 +236,10 @@ fn count_pretokens(
                 report.pretokens += pretokens;
                 report.invalid_utf8_bytes += invalid;
             }
-            report.bytes_read += batch.drain(..).map(|(_, bytes)| bytes.len() as u64).sum::<u64>();
+            for (_, bytes) in batch.drain(..) {
+                report.bytes_read += bytes.len() as u64;
+                chunks.give_back(bytes);
+            }
             if !progress(Progress::Counting { bytes_done: report.bytes_read, bytes_total: total }) {
                 return Err(BpeError::Interrupted);
             }
