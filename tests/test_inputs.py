@@ -5,10 +5,12 @@ leaves no temp file."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -199,3 +201,22 @@ def test_a_file_that_changes_while_it_is_read_is_an_error_naming_it(tokenizer_fi
                             capture_output=True, timeout=300)
     assert_one_line_error(result, str(big), "changed while it was read")
     assert not out.exists() and not temp_files(tmp_path)
+
+
+def test_encode_waiting_for_a_fifo_writer_stops_on_ctrl_c(tokenizer_file, tmp_path):
+    fifo, out = tmp_path / "fifo", tmp_path / "out.bin"
+    os.mkfifo(fifo)
+    encoding = subprocess.Popen([sys.executable, "-m", "pybpe", "encode", "-t", str(tokenizer_file), str(fifo), "-o",
+                                 str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(6000):
+            if temp_files(tmp_path):
+                break
+            time.sleep(0.01)
+        assert temp_files(tmp_path), "encode did not start"
+        encoding.send_signal(signal.SIGINT)
+        assert encoding.wait(timeout=60) == 130
+    finally:
+        encoding.kill()
+    assert encoding.stderr.read().decode().strip() == "pybpe: interrupted"
+    assert not temp_files(tmp_path)

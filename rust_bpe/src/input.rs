@@ -43,16 +43,25 @@ impl Input {
 /// An input opened for reading, with its size if it is a regular file.
 pub struct Source {
     name: String,
-    file: File,
+    /// None for a FIFO until it is first read: opening one waits for its writer, which
+    /// happens on the reader thread, so that whoever waits for the text can still stop.
+    file: Option<File>,
+    fifo: Option<PathBuf>,
     size: Option<u64>,
 }
 
 impl Source {
-    /// Opens `input` (a FIFO waits here for its writer); refuses a directory or a device.
+    /// Opens `input`; refuses a directory or a device.
     pub fn open(input: &Input) -> Result<Source, BpeError> {
         let name = input.name();
         let file = match input {
-            Input::File(path) => File::open(path).map_err(|e| BpeError::io(path, &e))?,
+            Input::File(path) => {
+                let kind = std::fs::metadata(path).map_err(|e| BpeError::io(path, &e))?;
+                if is_fifo(&kind.file_type()) {
+                    return Ok(Source { name, file: None, fifo: Some(path.clone()), size: None });
+                }
+                File::open(path).map_err(|e| BpeError::io(path, &e))?
+            }
             Input::Stdin => stdin_file().map_err(|e| BpeError::Io(format!("{name}: {e}")))?,
         };
         let kind = file.metadata().map_err(|e| BpeError::Io(format!("{name}: {e}")))?;
@@ -65,7 +74,7 @@ impl Source {
                 "{name}: is a device, not a text file (pybpe reads files, pipes, FIFOs and standard input)"
             )));
         }
-        Ok(Source { name, file, size })
+        Ok(Source { name, file: Some(file), fifo: None, size })
     }
 
     pub fn name(&self) -> &str {
@@ -75,6 +84,15 @@ impl Source {
     /// The size of a regular file; None for a stream, whose end is known when it comes.
     pub fn size(&self) -> Option<u64> {
         self.size
+    }
+
+    /// The open file (a FIFO is opened here, once its writer comes).
+    fn file(&mut self) -> Result<&mut File, BpeError> {
+        if self.file.is_none() {
+            let path = self.fifo.as_ref().expect("a FIFO's path");
+            self.file = Some(File::open(path).map_err(|e| BpeError::io(path, &e))?);
+        }
+        Ok(self.file.as_mut().expect("an open file"))
     }
 }
 
@@ -98,6 +116,17 @@ fn is_device(kind: &std::fs::FileType) -> bool {
 
 #[cfg(not(unix))]
 fn is_device(_: &std::fs::FileType) -> bool {
+    false
+}
+
+#[cfg(unix)]
+fn is_fifo(kind: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    kind.is_fifo()
+}
+
+#[cfg(not(unix))]
+fn is_fifo(_: &std::fs::FileType) -> bool {
     false
 }
 
@@ -199,7 +228,9 @@ impl Chunks {
         self.searched = self.settled();
         let missing = want.saturating_sub(self.buf.len());
         self.buf.reserve_exact(missing);
-        let got = (&mut self.source.file)
+        let got = self
+            .source
+            .file()?
             .take(missing as u64)
             .read_to_end(&mut self.buf)
             .map_err(|e| BpeError::Io(format!("{}: {e}", self.source.name)))?;
