@@ -13,6 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use crate::error::BpeError;
+use crate::huge_pages;
 use crate::pretokenize::{Pattern, SpecialTokens};
 
 /// Where text comes from.
@@ -210,9 +211,15 @@ impl Chunks {
 
     /// Hands out `buf[..cut]`; what follows stays for the next chunk.
     fn take(&mut self, cut: usize, target: usize) -> (u64, Vec<u8>) {
-        let mut rest = self.spare.as_ref().and_then(|spare| spare.try_recv().ok()).unwrap_or_default();
-        rest.clear();
-        rest.reserve_exact((target + READ_AHEAD).max(self.buf.len() - cut));
+        let room = (target + READ_AHEAD).max(self.buf.len() - cut);
+        let mut rest = match self.spare.as_ref().and_then(|spare| spare.try_recv().ok()) {
+            Some(mut spare) => {
+                spare.clear();
+                spare.reserve_exact(room);
+                spare
+            }
+            None => huge_pages::vec_with_capacity(room),
+        };
         rest.extend_from_slice(&self.buf[cut..]);
         self.buf.truncate(cut);
         let chunk = std::mem::replace(&mut self.buf, rest);
@@ -227,6 +234,9 @@ impl Chunks {
         // `find_cut` looked as far as this and found nothing.
         self.searched = self.settled();
         let missing = want.saturating_sub(self.buf.len());
+        if self.buf.capacity() == 0 {
+            self.buf = huge_pages::vec_with_capacity(want);
+        }
         self.buf.reserve_exact(missing);
         let got = self
             .source
