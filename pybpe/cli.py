@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import signal
 import sys
 import time
 import warnings
@@ -15,6 +18,16 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_SHORTFALL = 3  # the tokenizer was saved, but with fewer merges than asked for
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + 15
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where Python runs next (in a long job, its progress callback), so that
+    the job stops and its temp files are removed as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 class UserError(Exception):
@@ -26,6 +39,23 @@ class _Parser(argparse.ArgumentParser):
         print(f"pybpe: error: {message} (see pybpe {self.prog.split()[-1]} --help)" if " " in self.prog
               else f"pybpe: error: {message} (see pybpe --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+
+def writes_to_stdout(command):
+    """A command whose output may go to a pipe that closes early (`| head`): it stops quietly
+    and, once its work is done, succeeds."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        try:
+            status = command(args)
+            sys.stdout.flush()
+            return status
+        except BrokenPipeError:
+            # Point stdout at /dev/null so that the interpreter's final flush fails silently too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+
+    return run
 
 
 def _check_output_path(path: Path) -> None:
@@ -68,6 +98,7 @@ def print_training_summary(tokenizer, report: dict, seconds: float, out: Optiona
         print(f"    {i:>7}  {len(vocab[i]):>3} bytes  {_show_token(vocab[i])}", file=file)
 
 
+@writes_to_stdout
 def cmd_train(args) -> int:
     from pybpe.progress import TrainingProgress
     from pybpe.tokenizer import Tokenizer
@@ -179,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Encode text files to OUT.bin (little-endian ids, special tokens such as "
                                         "<|endoftext|> read as such) and OUT.bin.json describing it.")
     encode.add_argument("-t", "--tokenizer", required=True, metavar="TOKENIZER", help=tokenizer_help)
-    encode.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files, encoded one after another")
+    encode.add_argument("files", nargs="+", metavar="FILE",
+                        help="UTF-8 text files or pipes, encoded one after another; - reads standard input")
     encode.add_argument("-o", "--output", required=True, metavar="OUT.bin", help="the token file to write")
     encode.add_argument("--threads", type=int, default=None, metavar="N", help="threads (default: all cores)")
     encode.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto",
@@ -197,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("-t", "--tokenizer", required=True, metavar="TOKENIZER", help=tokenizer_help)
     decode.add_argument("file", metavar="OUT.bin", help="a token file written by pybpe encode")
     decode.add_argument("--range", default=None, metavar="A:B",
-                        help="only the tokens at positions A to B-1, as a Python slice (--range=-100: the last 100)")
+                        help="only the tokens at positions A to B-1, as a Python slice (--range=-100: the last 100); "
+                             "A must lie in the file")
     decode.add_argument("--dtype", choices=["uint16", "uint32"], default=None,
                         help="id type when there is no OUT.bin.json (default: uint16 if the vocabulary fits)")
     decode.set_defaults(run=cmd_decode)
@@ -210,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="how a tokenizer encodes text files",
                            description="Bytes, tokens, bytes per token, tokens used and the most frequent tokens.")
     stats.add_argument("-t", "--tokenizer", required=True, metavar="TOKENIZER", help=tokenizer_help)
-    stats.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files")
+    stats.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files or pipes; - reads standard input")
     stats.add_argument("--threads", type=int, default=None, metavar="N", help="threads (default: all cores)")
     stats.set_defaults(run=cmd_stats)
     return parser
@@ -222,6 +255,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    try:
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        previous_sigterm = None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
@@ -239,8 +276,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("pybpe: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return EXIT_ERROR
+    except Terminated:
+        print("pybpe: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

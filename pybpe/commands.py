@@ -5,7 +5,6 @@ Problems are raised as PybpeError subclasses; `pybpe.cli.main` prints them as on
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from pybpe import tokenfile
-from pybpe.cli import _fmt_bytes, _show_token
+from pybpe.cli import _fmt_bytes, _show_token, writes_to_stdout
 from pybpe.errors import ConfigError, FileError, TokenizerFileError
 from pybpe.interop import check_output_path
 from pybpe.progress import EncodingProgress
@@ -29,41 +28,10 @@ DTYPES = {"uint16": "<u2", "uint32": "<u4"}
 DECODE_CHUNK_TOKENS = 1 << 20
 
 
-def writes_to_stdout(command):
-    """A command whose output may go to a pipe that closes early (`| head`): it stops quietly."""
-    @functools.wraps(command)
-    def run(args) -> int:
-        try:
-            return command(args)
-        except BrokenPipeError:
-            # Point stdout at /dev/null so that the interpreter's final flush fails silently too.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
-
-    return run
-
-
 def load_tokenizer(path: str) -> Tokenizer:
     """A pybpe tokenizer file (written by `pybpe train` or `Tokenizer.save`), or where no
     file has that name a named encoding such as gpt2 or cl100k_base."""
     return Tokenizer.load(path)
-
-
-def check_inputs(files: list[str]) -> int:
-    """The total size of the text files; FileError naming the first that cannot be read."""
-    total = 0
-    for name in files:
-        path = Path(name)
-        if path.is_dir():
-            raise FileError(f"{name}: is a directory, not a text file")
-        try:
-            with open(path, "rb"):
-                total += path.stat().st_size
-        except FileNotFoundError:
-            raise FileError(f"{name}: no such file") from None
-        except OSError as e:
-            raise FileError(f"{name}: {e.strerror or e}") from None
-    return total
 
 
 def check_threads(threads: Optional[int]) -> None:
@@ -71,6 +39,7 @@ def check_threads(threads: Optional[int]) -> None:
         raise ConfigError(f"--threads must be at least 1, not {threads}")
 
 
+@writes_to_stdout
 def cmd_encode(args) -> int:
     check_threads(args.threads)
     tok = load_tokenizer(args.tokenizer)
@@ -78,19 +47,19 @@ def cmd_encode(args) -> int:
         raise ConfigError(f"--dtype uint16 holds ids below 65536, but {args.tokenizer} has "
                           f"{tok.vocab_size:,} tokens: use uint32 or auto")
     out = check_output_path(args.output)
-    total_bytes = check_inputs(args.files)
     written = {out.resolve(), Path(f"{out}.json").resolve()}
     for given in [*args.files, args.tokenizer]:
-        if Path(given).resolve() in written:
+        if given != "-" and Path(given).resolve() in written:
             raise ConfigError(f"-o {out} would overwrite the input {given}")
     started = time.perf_counter()
     with EncodingProgress() as progress:
         sidecar = tok.encode_file(args.files, out, dtype=args.dtype, threads=args.threads, progress=progress)
     seconds = time.perf_counter() - started
     num_tokens = sidecar["num_tokens"]
+    total_bytes = sidecar["bytes_read"]
     itemsize = tokenfile.ITEMSIZES[sidecar["dtype"]]
     print(f"pybpe encode: {', '.join(args.files)} -> {out}")
-    print(f"  read          {_fmt_bytes(total_bytes)} in {len(args.files)} file{'s' if len(args.files) > 1 else ''}")
+    print(f"  read          {_fmt_bytes(total_bytes)} in {len(args.files)} input{'s' if len(args.files) > 1 else ''}")
     print(f"  tokens        {num_tokens:,} ({sidecar['dtype']}, {_fmt_bytes(num_tokens * itemsize)})")
     if num_tokens:
         print(f"  bytes/token   {total_bytes / num_tokens:.3f}")
@@ -134,14 +103,17 @@ def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Opti
         if dtype is not None and dtype != sidecar["dtype"]:
             raise ConfigError(f"--dtype {dtype} contradicts {sidecar_path}, which says {sidecar['dtype']}")
         dtype = sidecar["dtype"]
+        expected_tokens = sidecar.get("num_tokens")
         recorded = (sidecar.get("tokenizer") or {}).get("sha256")
         ours = {tokenfile.tokenizer_sha256(tok), hashlib.sha256(tok.to_json().encode("utf-8")).hexdigest()}
         if recorded and recorded not in ours:
             used = sidecar["tokenizer"].get("name") or sidecar["tokenizer"].get("path")
             print(f"pybpe: warning: {path} was encoded with another tokenizer ({used}) than {tokenizer_path}",
                   file=sys.stderr)
-    elif dtype is None:
-        dtype = "uint16" if tok.vocab_size <= 1 << 16 else "uint32"
+    else:
+        expected_tokens = None
+        if dtype is None:
+            dtype = "uint16" if tok.vocab_size <= 1 << 16 else "uint32"
     if path.is_dir():
         raise FileError(f"{path}: is a directory, not a token file")
     if not path.is_file():
@@ -150,6 +122,9 @@ def read_token_file(path: Path, tok: Tokenizer, tokenizer_path: str, dtype: Opti
     itemsize = tokenfile.ITEMSIZES[dtype]
     if size % itemsize:
         raise TokenizerFileError(f"{path}: {size:,} bytes is not a whole number of {dtype} ids")
+    if type(expected_tokens) is int and size // itemsize != expected_tokens:
+        raise TokenizerFileError(f"{path}: holds {size // itemsize:,} tokens, but {sidecar_path} says num_tokens "
+                                 f"{expected_tokens:,} (the file is damaged or was cut short)")
     if size == 0:
         return np.zeros(0, dtype=DTYPES[dtype])
     return np.memmap(path, dtype=DTYPES[dtype], mode="r")
@@ -162,8 +137,10 @@ def cmd_decode(args) -> int:
     tok = load_any(args.tokenizer, load_tokenizer)
     selection = parse_range(args.range)
     ids = read_token_file(Path(args.file), tok, args.tokenizer, args.dtype)
-    first = selection.start if selection.start is not None else 0
-    first = first + len(ids) if first < 0 else first
+    if selection.start is not None and not -len(ids) <= selection.start <= len(ids):
+        raise ConfigError(f"--range starts at position {selection.start:,}, outside {args.file}, which holds "
+                          f"{len(ids):,} tokens")
+    first = selection.indices(len(ids))[0]
     ids = ids[selection]
     if len(ids):
         outside = np.flatnonzero(ids >= tok.vocab_size)
@@ -212,13 +189,11 @@ def cmd_stats(args) -> int:
 
     check_threads(args.threads)
     tok = load_tokenizer(args.tokenizer)
-    total_bytes = check_inputs(args.files)
-    counts = np.zeros(tok.vocab_size, dtype=np.int64)
     started = time.perf_counter()
-    for name in args.files:
-        text = Path(name).read_bytes().decode("utf-8", errors="replace")
-        ids = np.asarray(tok.encode_to_numpy(text, allowed_special="all", threads=args.threads))
-        counts += np.bincount(ids, minlength=tok.vocab_size)
+    with EncodingProgress() as progress:
+        counts, report = tok._core.count_tokens(args.files, args.threads or 0, progress)
+    counts = np.frombuffer(counts, dtype="<u8").astype(np.int64)
+    total_bytes = report["bytes_read"]
     seconds = time.perf_counter() - started
     num_tokens = int(counts.sum())
     vocab = tok.vocab

@@ -62,7 +62,7 @@ def write_jsonl(ids, eot_id: Optional[int], out: Path, max_length: Optional[int]
 
 def cmd_encode_jsonl(args) -> int:
     from pybpe import tokenfile
-    from pybpe.commands import check_inputs, check_threads, load_tokenizer
+    from pybpe.commands import check_threads, load_tokenizer
     from pybpe.errors import ConfigError
     from pybpe.interop import check_output_path
     from pybpe.progress import EncodingProgress
@@ -72,7 +72,6 @@ def cmd_encode_jsonl(args) -> int:
         raise ConfigError(f"--max-length must be at least 1, not {args.max_length}")
     tok = load_tokenizer(args.tokenizer)
     out = check_output_path(args.output)
-    total_bytes = check_inputs(args.files)
     for given in [*args.files, args.tokenizer]:
         if Path(given).resolve() == out.resolve():
             raise ConfigError(f"-o {out} would overwrite the input {given}")
@@ -80,7 +79,8 @@ def cmd_encode_jsonl(args) -> int:
     tmp_bin = out.with_name(f".{out.name}.ids{os.getpid()}.bin")
     try:
         with EncodingProgress() as progress:
-            tok.encode_file(args.files, tmp_bin, dtype=args.dtype, threads=args.threads, progress=progress)
+            meta = tok.encode_file(args.files, tmp_bin, dtype=args.dtype, threads=args.threads, progress=progress)
+        total_bytes = meta["bytes_read"]
         ids = tokenfile.load_tokens(tmp_bin)
         lines = write_jsonl(ids, tok.special_tokens.get(EOT), out, args.max_length)
         num_tokens = len(ids)

@@ -41,7 +41,7 @@ def resolve_dtype(tokenizer, dtype: str) -> str:
 
 
 def encode_files(tokenizer, paths, out_path, *, dtype: str = "auto", threads: int = 0,
-                 progress: Optional[Callable[[int, int], None]] = None) -> dict:
+                 progress: Optional[Callable[[int, Optional[int]], None]] = None) -> dict:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [os.fspath(p) for p in paths]
@@ -53,10 +53,10 @@ def encode_files(tokenizer, paths, out_path, *, dtype: str = "auto", threads: in
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise FileError(f"{out}: the directory {out.parent} does not exist")
     dtype_name = resolve_dtype(tokenizer, dtype)
-    tmp_bin = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp_json = out.with_name(f".{out.name}.json.tmp{os.getpid()}")
+    remove_stale_temp_files(out)
+    tmp_bin, tmp_json = temp_paths(out, os.getpid())
     try:
-        report = tokenizer._core.encode_files(paths, str(tmp_bin), ITEMSIZES[dtype_name], threads, progress)
+        report = tokenizer._core.encode_files(paths, str(tmp_bin), ITEMSIZES[dtype_name], threads, progress, str(out))
         sidecar = {
             "format": FORMAT,
             "version": VERSION,
@@ -65,16 +65,25 @@ def encode_files(tokenizer, paths, out_path, *, dtype: str = "auto", threads: in
             "vocab_size": tokenizer.vocab_size,
             "special_tokens": tokenizer.special_tokens,
             "tokenizer": tokenizer_reference(tokenizer),
-            "sources": [{"path": os.path.abspath(p), "bytes": n} for p, n in report["sources"]],
+            "sources": [{"path": p if p == "<stdin>" else os.path.abspath(p), "bytes": n} for p, n in report["sources"]],
             "invalid_utf8_bytes": report["invalid_utf8_bytes"],
         }
-        tmp_json.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp_bin, out)
-        os.replace(tmp_json, sidecar_path(out))
+        try:
+            with open(tmp_json, "w", encoding="utf-8") as f:
+                f.write(json.dumps(sidecar, indent=2) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise FileError(f"{sidecar_path(out)}: {e.strerror or e}") from None
+        with _signals_held():
+            os.replace(tmp_bin, out)
+            os.replace(tmp_json, sidecar_path(out))
     finally:
         for leftover in (tmp_bin, tmp_json):
-            if leftover.exists():
+            try:
                 leftover.unlink()
+            except FileNotFoundError:
+                pass
     return dict(sidecar, seconds=report["seconds"], bytes_read=report["bytes_read"])
 
 
@@ -84,6 +93,64 @@ def tokenizer_reference(tokenizer) -> dict:
     if tokenizer.name:
         return {"name": tokenizer.name, "sha256": tokenizer_sha256(tokenizer)}
     return {"path": tokenizer.source_path, "sha256": tokenizer_sha256(tokenizer)}
+
+
+def temp_paths(out: Path, pid: int) -> tuple[Path, Path]:
+    """Where the process `pid` writes the token file `out` and its sidecar before they are renamed into place."""
+    return out.with_name(f".{out.name}.tmp{pid}"), out.with_name(f".{out.name}.json.tmp{pid}")
+
+
+def remove_stale_temp_files(out: Path) -> None:
+    """Removes the temp files of `out` left by a process that no longer runs (killed before it could)."""
+    folder = out.parent if str(out.parent) else Path(".")
+    prefixes = (f".{out.name}.tmp", f".{out.name}.json.tmp")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        pid = next((name[len(p):] for p in prefixes if name.startswith(p)), "")
+        if pid.isdigit() and not _process_runs(int(pid)):
+            try:
+                (folder / name).unlink()
+            except OSError:
+                pass
+
+
+def _process_runs(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours from an earlier call, which no longer writes it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    except OSError:
+        return True
+    return True
+
+
+class _signals_held:
+    """Holds SIGINT and SIGTERM back (on Unix) while the output is renamed into place, so
+    that a signal leaves both files renamed or neither."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __enter__(self):
+        import signal
+
+        self._held = None
+        if hasattr(signal, "pthread_sigmask"):
+            held = {getattr(signal, name) for name in self.SIGNALS}
+            self._held = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._held is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._held)
 
 
 def tokenizer_sha256(tokenizer) -> str:

@@ -3,8 +3,11 @@ one line on stderr, exit status 1, no token file left behind."""
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -334,3 +337,115 @@ def test_decode_with_another_tokenizer_than_the_file_was_encoded_with_warns(big_
     result = run_pybpe("decode", "-t", big_tokenizer_file, encoded)
     assert result.returncode == 0
     assert "warning" in result.stderr.decode() and "another tokenizer" in result.stderr.decode()
+
+
+def test_decode_refuses_a_token_file_whose_size_disagrees_with_its_sidecar(tokenizer_file, encoded):
+    num_tokens = json.loads(encoded.with_name("out.bin.json").read_text())["num_tokens"]
+    with open(encoded, "r+b") as f:
+        f.truncate(2 * (num_tokens - 10))
+    result = run_pybpe("decode", "-t", tokenizer_file, encoded)
+    assert_one_line_error(result, "out.bin", f"{num_tokens - 10:,} tokens", f"num_tokens {num_tokens:,}")
+    assert result.stdout == b""
+
+
+def test_decode_names_a_range_start_outside_the_file_as_given(tokenizer_file, encoded):
+    num_tokens = json.loads(encoded.with_name("out.bin.json").read_text())["num_tokens"]
+    for start in (-999999999, num_tokens + 1):
+        result = run_pybpe("decode", "-t", tokenizer_file, encoded, f"--range={start}:")
+        assert_one_line_error(result, f"position {start:,}", f"{num_tokens:,} tokens")
+
+
+# -- interrupted, disk full, closed stdout ---------------------------------------------
+
+
+def encode_from_a_stalled_pipe(tokenizer_file, stories, out):
+    """`pybpe encode -` fed several MB and then nothing more, its pipe left open: stopped mid-run
+    with a temp file written in part."""
+    encoding = subprocess.Popen([sys.executable, "-m", "pybpe", "encode", "-t", str(tokenizer_file), "-", "-o", str(out)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    encoding.stdin.write(stories.read_bytes() * 3000)
+    encoding.stdin.flush()
+    temp = out.with_name(f".{out.name}.tmp{encoding.pid}")
+    for _ in range(6000):
+        if temp.exists() and temp.stat().st_size > 0:
+            break
+        assert encoding.poll() is None, encoding.stderr.read().decode()
+        time.sleep(0.01)
+    assert temp.stat().st_size > 0
+    return encoding
+
+
+@pytest.mark.parametrize("signal_number, code, message", [(signal.SIGTERM, 143, "terminated"),
+                                                          (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_stops_encode_and_removes_its_temp_files(tokenizer_file, stories, tmp_path, signal_number, code,
+                                                          message):
+    out = tmp_path / "out.bin"
+    encoding = encode_from_a_stalled_pipe(tokenizer_file, stories, out)
+    encoding.send_signal(signal_number)
+    assert encoding.wait(timeout=60) == code
+    stderr = encoding.stderr.read().decode()
+    encoding.stdin.close()
+    assert stderr.strip() == f"pybpe: {message}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stories.txt"]
+
+
+def test_encode_removes_the_temp_files_a_killed_run_left_of_its_output(tokenizer_file, stories, tmp_path):
+    out = tmp_path / "out.bin"
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    stale = [tmp_path / f".out.bin.tmp{dead.pid}", tmp_path / f".out.bin.json.tmp{dead.pid}"]
+    running = [tmp_path / f".out.bin.tmp{os.getpid()}"]  # a run that is still writing
+    other_output = [tmp_path / f".other.bin.tmp{dead.pid}"]
+    for path in stale + running + other_output:
+        path.write_bytes(b"\0" * 100)
+    assert run_pybpe("encode", "-t", tokenizer_file, stories, "-o", out).returncode == 0
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in running + other_output)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KB tmpfs (tests run as root in CI)."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_reported_naming_the_output(tokenizer_file, stories, tmp_path, small_disk):
+    big = tmp_path / "big.txt"
+    big.write_bytes(stories.read_bytes() * 100)  # 180 KB of ids
+    out = small_disk / "out.bin"
+    result = run_pybpe("encode", "-t", tokenizer_file, big, "-o", out)
+    assert_one_line_error(result, f"{out}: no space left")
+    assert ".tmp" not in result.stderr.decode()
+    assert not list(small_disk.iterdir())
+
+
+def test_a_file_size_limit_is_reported_naming_the_output(tokenizer_file, stories, tmp_path):
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    big = tmp_path / "big.txt"
+    big.write_bytes(stories.read_bytes() * 100)
+    out = tmp_path / "out.bin"
+    result = subprocess.run([sys.executable, "-m", "pybpe", "encode", "-t", str(tokenizer_file), str(big), "-o",
+                             str(out)], capture_output=True, timeout=300, preexec_fn=limit_file_size)
+    assert_one_line_error(result, f"{out}: ")
+    assert ".tmp" not in result.stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt", "stories.txt"]
+
+
+def test_encode_into_a_closed_pipe_after_success_exits_0(tokenizer_file, stories, tmp_path):
+    encoding = subprocess.Popen([sys.executable, "-m", "pybpe", "encode", "-t", str(tokenizer_file), str(stories), "-o",
+                                 str(tmp_path / "out.bin")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    encoding.stdout.close()
+    assert encoding.wait(timeout=300) == 0
+    assert encoding.stderr.read() == b""
+    assert (tmp_path / "out.bin").stat().st_size > 0

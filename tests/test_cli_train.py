@@ -118,3 +118,15 @@ def test_bad_arguments_are_one_line_too(corpus):
 def test_duplicate_special_token(corpus, tmp_path):
     assert_one_line_error(run_pybpe("train", "--vocab", 300, "--special", "<s>", "--special", "<s>", "-o",
                                 tmp_path / "t.json", corpus), "twice")
+
+
+def test_train_into_a_closed_pipe_after_success_exits_0(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    training = subprocess.Popen([sys.executable, "-m", "pybpe", "train", "--vocab", "300", "-o", str(tmp_path / "t.json"),
+                                 str(corpus)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    training.stdout.close()
+    assert training.wait(timeout=300) == 0
+    assert training.stderr.read() == b""
+    assert json.loads((tmp_path / "t.json").read_text())["merges"]

@@ -1,19 +1,21 @@
-//! Encoding text files to a token file: raw little-endian uint16 or uint32 ids, in order.
-//! Files are memory-mapped and cut into chunks that the threads take one after another and
-//! the writer writes in order, so memory is bounded by threads x chunk size, not by the corpus.
+//! Encoding text to a token file: raw little-endian uint16 or uint32 ids, in order.
+//! Inputs (files, pipes, standard input) are read in chunks (see `input`) that the threads
+//! take one after another and a writer takes in order, so memory is bounded by threads x
+//! chunk size, not by the corpus.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use crate::encode::Encoder;
 use crate::error::BpeError;
-use crate::pretokenize::chunks;
-use crate::train::release_pages;
+use crate::input::{read_ahead, Chunks, Input, Source};
 
 const CHUNK_BYTES: usize = 4 << 20;
 
@@ -22,20 +24,25 @@ pub struct EncodeFilesReport {
     pub num_tokens: u64,
     pub bytes_read: u64,
     pub invalid_utf8_bytes: u64,
-    /// (path, bytes) of each input.
+    /// (name, bytes read) of each input.
     pub sources: Vec<(String, u64)>,
     pub seconds: f64,
 }
 
+/// How a job is going: `progress(bytes_done, bytes_total)`, the total None while an input
+/// is a stream; returns false to stop.
+pub type EncodeProgress<'a> = &'a mut dyn FnMut(u64, Option<u64>) -> bool;
+
 /// Writes the ids of `inputs` (special tokens read as such) to `out` as `itemsize`-byte
-/// integers. `progress(bytes_done, bytes_total)` returns false to stop.
+/// integers; errors name the output `out_name`.
 pub fn encode_files(
     encoder: &Encoder,
-    inputs: &[PathBuf],
+    inputs: &[Input],
     out: &Path,
+    out_name: &str,
     itemsize: usize,
     pool: &rayon::ThreadPool,
-    progress: &mut dyn FnMut(u64, u64) -> bool,
+    progress: EncodeProgress<'_>,
 ) -> Result<EncodeFilesReport, BpeError> {
     let tokenizer = encoder.tokenizer();
     if itemsize == 2 && tokenizer.vocab_size() > 1 << 16 {
@@ -44,43 +51,72 @@ pub fn encode_files(
             tokenizer.vocab_size()
         )));
     }
+    let sources = inputs.iter().map(Source::open).collect::<Result<Vec<_>, _>>()?;
+    let output_error = |e: std::io::Error| BpeError::io(Path::new(out_name), &e);
+    let file = File::create(out).map_err(output_error)?;
+    let mut written = 0;
+    let report = encode_sources(encoder, sources, itemsize, pool, progress, |chunk| {
+        let bytes = chunk.le_bytes();
+        (&file).write_all(&bytes).map_err(output_error)?;
+        start_writeback(&file, written, bytes.len());
+        written += bytes.len();
+        Ok(())
+    })?;
+    file.sync_all().map_err(output_error)?;
+    Ok(report)
+}
+
+/// How many times each id occurs in the ids of `inputs` (special tokens read as such).
+pub fn count_tokens(
+    encoder: &Encoder,
+    inputs: &[Input],
+    pool: &rayon::ThreadPool,
+    progress: EncodeProgress<'_>,
+) -> Result<(Vec<u64>, EncodeFilesReport), BpeError> {
+    let sources = inputs.iter().map(Source::open).collect::<Result<Vec<_>, _>>()?;
+    let mut counts = vec![0u64; encoder.tokenizer().vocab_size()];
+    let report = encode_sources(encoder, sources, 4, pool, progress, |chunk| {
+        if let EncodedChunk::U32(ids) = chunk {
+            for id in ids {
+                counts[id as usize] += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok((counts, report))
+}
+
+/// Encodes `sources` one after another; `sink` takes the encoded chunks in order, on a
+/// thread of its own, while the pool encodes more.
+fn encode_sources(
+    encoder: &Encoder,
+    sources: Vec<Source>,
+    itemsize: usize,
+    pool: &rayon::ThreadPool,
+    progress: EncodeProgress<'_>,
+    sink: impl FnMut(EncodedChunk) -> Result<(), BpeError> + Send,
+) -> Result<EncodeFilesReport, BpeError> {
     let started = Instant::now();
     let mut report = EncodeFilesReport::default();
-    let mut total = 0u64;
-    for path in inputs {
-        let meta = std::fs::metadata(path).map_err(|e| BpeError::io(path, &e))?;
-        if meta.is_dir() {
-            return Err(BpeError::Io(format!("{}: is a directory, not a text file", path.display())));
-        }
-        std::fs::File::open(path).map_err(|e| BpeError::io(path, &e))?;
-        total += meta.len();
-    }
-    let file = std::fs::File::create(out).map_err(|e| BpeError::io(out, &e))?;
-    // A writer thread writes the encoded chunks, in order, while the pool encodes more.
+    let total = sources.iter().map(Source::size).sum::<Option<u64>>();
     let threads = pool.current_num_threads();
     let (send, receive) = std::sync::mpsc::sync_channel::<EncodedChunk>(threads * 2);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<(), BpeError> {
-            let mut file = file;
-            let mut written = 0;
-            for chunk in receive {
-                let bytes = chunk.le_bytes();
-                file.write_all(&bytes).map_err(|e| BpeError::io(out, &e))?;
-                start_writeback(&file, written, bytes.len());
-                written += bytes.len();
-            }
-            file.sync_all().map_err(|e| BpeError::io(out, &e))
+            let mut sink = sink;
+            receive.into_iter().try_for_each(&mut sink)
         });
         let mut encoded = Ok(());
-        for path in inputs {
-            encoded = encode_file(encoder, path, itemsize, pool, total, &mut report, progress, &send);
+        for source in sources {
+            encoded = encode_source(encoder, source, itemsize, pool, total, &mut report, progress, &send);
             if encoded.is_err() {
                 break;
             }
         }
         drop(send);
+        // A failed write stops the encoding: the write's error is the one to report.
         let written = writer.join().expect("writer thread");
-        encoded.and(written)
+        written.and(encoded)
     })?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -89,7 +125,7 @@ pub fn encode_files(
 /// Asks the kernel to start writing `len` bytes at `offset` of `file` to disk, without
 /// waiting: the `fsync` at the end then has little left to wait for, and a large output
 /// does not pile up in memory as dirty pages (Linux; elsewhere the `fsync` does it all).
-fn start_writeback(file: &std::fs::File, offset: usize, len: usize) {
+fn start_writeback(file: &File, offset: usize, len: usize) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -102,52 +138,70 @@ fn start_writeback(file: &std::fs::File, offset: usize, len: usize) {
 
 /// Chunks encoded but not yet sent to the writer, which takes them in order.
 struct InOrder {
-    ready: BTreeMap<usize, (EncodedChunk, usize, usize)>,
+    ready: BTreeMap<usize, (EncodedChunk, usize)>,
     next: usize,
 }
 
-/// Encodes one file, cut into chunks that the threads of the pool and the calling thread
-/// take one after another; each chunk goes to the writer as soon as those before it have.
-/// At most `AHEAD` chunks per thread are held in memory. The calling thread reports progress.
+/// What a thread did when it asked for the next chunk.
+enum Step {
+    Encoded,
+    /// No chunk came in time (the input is a stream that has not sent more yet).
+    Waited,
+    /// No chunk is left, or the job stopped.
+    Done,
+}
+
+/// Encodes one input, read in chunks on a thread of its own, that the threads of the pool
+/// and the calling thread take one after another; each chunk goes to the writer as soon as
+/// those before it have. At most `AHEAD` chunks per thread are held encoded. The calling
+/// thread reports progress, also while a stream keeps it waiting.
 #[allow(clippy::too_many_arguments)]
-fn encode_file(
+fn encode_source(
     encoder: &Encoder,
-    path: &Path,
+    source: Source,
     itemsize: usize,
     pool: &rayon::ThreadPool,
-    total: u64,
+    total: Option<u64>,
     report: &mut EncodeFilesReport,
-    progress: &mut dyn FnMut(u64, u64) -> bool,
-    writer: &std::sync::mpsc::SyncSender<EncodedChunk>,
+    progress: EncodeProgress<'_>,
+    writer: &SyncSender<EncodedChunk>,
 ) -> Result<(), BpeError> {
     const AHEAD: usize = 3;
     let tokenizer = encoder.tokenizer();
-    let file = std::fs::File::open(path).map_err(|e| BpeError::io(path, &e))?;
-    let len = file.metadata().map_err(|e| BpeError::io(path, &e))?.len();
-    report.sources.push((path.display().to_string(), len));
-    if len == 0 {
-        return Ok(());
-    }
-    // SAFETY: read-only map; a file changed while it is encoded gives wrong ids, nothing worse.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| BpeError::io(path, &e))?;
-    #[cfg(unix)]
-    let _ = map.advise(memmap2::Advice::Sequential);
     let threads = pool.current_num_threads();
-    let target = (map.len() / (threads * 4)).clamp(256 << 10, CHUNK_BYTES);
-    let chunks = Mutex::new((0usize, chunks(&map, target, tokenizer.pattern(), tokenizer.specials())));
+    let name = source.name().to_string();
+    let size = source.size();
+    let target = size.map_or(CHUNK_BYTES, |len| (len as usize / (threads * 4)).clamp(256 << 10, CHUNK_BYTES));
+    let job_len = size.unwrap_or(0) as usize;
+    let chunks = Chunks::new(source, tokenizer.pattern().clone(), tokenizer.specials().clone());
+    let reader = read_ahead(chunks, target, threads);
+    let recycler = reader.recycler();
+    let received = Mutex::new((reader, 0usize));
+    let failed: Mutex<Option<BpeError>> = Mutex::new(None);
     let in_order = Mutex::new(InOrder { ready: BTreeMap::new(), next: 0 });
     let sent = Condvar::new();
     let (stop, bytes_done) = (AtomicBool::new(false), AtomicU64::new(0));
     let (num_tokens, invalid_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-    // Encodes the next chunk; false when there is none left (or the job stopped).
-    let encode_next = || -> bool {
-        let Some((i, (start, end))) = ({
-            let mut next = chunks.lock().expect("chunks");
-            let i = next.0;
-            next.0 += 1;
-            next.1.next().map(|chunk| (i, chunk))
-        }) else {
-            return false;
+    let encode_next = || -> Step {
+        if stop.load(Ordering::Relaxed) {
+            return Step::Done;
+        }
+        let (i, bytes) = {
+            let mut received = received.lock().expect("chunks");
+            match received.0.next_or_wait() {
+                Ok(Some((_, bytes))) => {
+                    received.1 += 1;
+                    (received.1 - 1, bytes)
+                }
+                Ok(None) => return Step::Done,
+                Err(None) => return Step::Waited,
+                Err(Some(e)) => {
+                    *failed.lock().expect("error") = Some(e);
+                    stop.store(true, Ordering::Relaxed);
+                    sent.notify_all();
+                    return Step::Done;
+                }
+            }
         };
         {
             let mut state = in_order.lock().expect("in order");
@@ -156,43 +210,51 @@ fn encode_file(
             }
         }
         if stop.load(Ordering::Relaxed) {
-            return false;
+            return Step::Done;
         }
-        let bytes = &map[start..end];
-        let (text, invalid) = match std::str::from_utf8(bytes) {
+        let (text, invalid) = match std::str::from_utf8(&bytes) {
             Ok(text) => (Cow::Borrowed(text), 0),
-            Err(_) => (String::from_utf8_lossy(bytes), bytes.utf8_chunks().map(|c| c.invalid().len() as u64).sum()),
+            Err(_) => (String::from_utf8_lossy(&bytes), bytes.utf8_chunks().map(|c| c.invalid().len() as u64).sum()),
         };
         let out = match itemsize {
-            2 => EncodedChunk::U16(encoder.encode_all_specials(&text, map.len())),
-            _ => EncodedChunk::U32(encoder.encode_all_specials(&text, map.len())),
+            2 => EncodedChunk::U16(encoder.encode_all_specials(&text, job_len)),
+            _ => EncodedChunk::U32(encoder.encode_all_specials(&text, job_len)),
         };
+        drop(text);
         num_tokens.fetch_add(out.len() as u64, Ordering::Relaxed);
         invalid_bytes.fetch_add(invalid, Ordering::Relaxed);
+        let len = bytes.len();
+        recycler.give_back(bytes);
         let mut state = in_order.lock().expect("in order");
-        state.ready.insert(i, (out, start, end));
+        state.ready.insert(i, (out, len));
         loop {
             let next = state.next;
-            let Some((out, start, end)) = state.ready.remove(&next) else { break };
+            let Some((out, len)) = state.ready.remove(&next) else { break };
             if writer.send(out).is_err() {
                 // The writer stopped on an error, which it returns.
                 stop.store(true, Ordering::Relaxed);
                 break;
             }
-            release_pages(&map, start, end);
-            bytes_done.fetch_add((end - start) as u64, Ordering::Relaxed);
+            bytes_done.fetch_add(len as u64, Ordering::Relaxed);
             state.next += 1;
         }
         sent.notify_all();
-        true
+        Step::Encoded
     };
     let done_before = report.bytes_read;
     let mut interrupted = false;
     pool.in_place_scope(|scope| {
         for _ in 1..threads {
-            scope.spawn(|_| while encode_next() {});
+            scope.spawn(|_| loop {
+                match encode_next() {
+                    Step::Done => break,
+                    // Lets the calling thread have the chunks' lock, to report progress.
+                    Step::Waited => std::thread::sleep(std::time::Duration::from_millis(1)),
+                    Step::Encoded => {}
+                }
+            });
         }
-        while encode_next() {
+        while !matches!(encode_next(), Step::Done) {
             if !progress(done_before + bytes_done.load(Ordering::Relaxed), total) {
                 interrupted = true;
                 stop.store(true, Ordering::Relaxed);
@@ -200,9 +262,14 @@ fn encode_file(
             }
         }
     });
-    report.bytes_read = done_before + bytes_done.load(Ordering::Relaxed);
+    let done = bytes_done.load(Ordering::Relaxed);
+    report.bytes_read = done_before + done;
+    report.sources.push((name, done));
     report.num_tokens += num_tokens.load(Ordering::Relaxed);
     report.invalid_utf8_bytes += invalid_bytes.load(Ordering::Relaxed);
+    if let Some(e) = failed.into_inner().expect("error") {
+        return Err(e);
+    }
     if interrupted {
         return Err(BpeError::Interrupted);
     }

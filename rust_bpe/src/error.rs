@@ -33,6 +33,7 @@ impl BpeError {
             std::io::ErrorKind::NotFound => "no such file".to_string(),
             std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
             std::io::ErrorKind::IsADirectory => "is a directory".to_string(),
+            std::io::ErrorKind::StorageFull => "no space left on the device (disk full)".to_string(),
             _ => err.to_string(),
         };
         BpeError::Io(format!("{}: {what}", path.display()))

@@ -5,6 +5,7 @@ mod ascii_blocks;
 pub mod corpus;
 pub mod encode;
 pub mod error;
+pub mod input;
 mod huge_pages;
 pub mod packed_table;
 mod pair_ranks;

@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
-use crate::corpus::encode_files;
+use crate::corpus::{count_tokens, encode_files, EncodeFilesReport};
 use crate::encode::{Allowed, Encoder, Parts, TokenId};
 use crate::error::BpeError;
 use crate::pretokenize::Pattern;
@@ -336,40 +336,84 @@ impl CoreTokenizer {
         Ok(text[..cut].chars().count())
     }
 
-    /// Encodes files to a token file at `out` (special tokens read as such); returns a report.
-    #[pyo3(signature = (paths, out, itemsize, threads, progress = None))]
+    /// Encodes files ("-" is standard input) to a token file at `out` (special tokens read
+    /// as such; errors name the output `out_name`); returns a report.
+    #[pyo3(signature = (paths, out, itemsize, threads, progress = None, out_name = None))]
+    #[allow(clippy::too_many_arguments)]
     fn encode_files<'py>(
         &self,
         py: Python<'py>,
-        paths: Vec<PathBuf>,
+        paths: Vec<String>,
         out: PathBuf,
         itemsize: usize,
         threads: usize,
         progress: Option<Py<PyAny>>,
+        out_name: Option<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let pool = match pool(threads)? {
-            Some(p) => p,
-            None => Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| ConfigError::new_err(e.to_string()))?),
-        };
+        let inputs: Vec<Input> = paths.iter().map(|p| Input::from_arg(p)).collect();
+        let out_name = out_name.unwrap_or_else(|| out.display().to_string());
+        let pool = encode_pool(threads)?;
         let mut callback_error: Option<PyErr> = None;
         let result = py.detach(|| {
-            let mut report_progress = |done: u64, total: u64| {
-                call_progress(&mut callback_error, |py| match &progress {
-                    Some(cb) => cb.call1(py, (done, total)).map(drop),
-                    None => Ok(()),
-                })
-            };
-            encode_files(self.encoder(), &paths, &out, itemsize, &pool, &mut report_progress)
+            let mut report_progress = progress_reporter(&mut callback_error, &progress);
+            encode_files(self.encoder(), &inputs, &out, &out_name, itemsize, &pool, &mut report_progress)
         });
         let report = result.map_err(|e| callback_error.unwrap_or_else(|| to_py_err(e)))?;
-        let dict = PyDict::new(py);
-        dict.set_item("num_tokens", report.num_tokens)?;
-        dict.set_item("bytes_read", report.bytes_read)?;
-        dict.set_item("invalid_utf8_bytes", report.invalid_utf8_bytes)?;
-        dict.set_item("sources", report.sources)?;
-        dict.set_item("seconds", report.seconds)?;
-        Ok(dict)
+        encode_report(py, &report)
     }
+
+    /// How many times each id occurs in the ids of files ("-" is standard input), special
+    /// tokens read as such: little-endian uint64 counts by id, and a report.
+    #[pyo3(signature = (paths, threads, progress = None))]
+    fn count_tokens<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<String>,
+        threads: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyDict>)> {
+        let inputs: Vec<Input> = paths.iter().map(|p| Input::from_arg(p)).collect();
+        let pool = encode_pool(threads)?;
+        let mut callback_error: Option<PyErr> = None;
+        let result = py.detach(|| {
+            let mut report_progress = progress_reporter(&mut callback_error, &progress);
+            count_tokens(self.encoder(), &inputs, &pool, &mut report_progress)
+        });
+        let (counts, report) = result.map_err(|e| callback_error.unwrap_or_else(|| to_py_err(e)))?;
+        let counts: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+        Ok((PyBytes::new(py, &counts), encode_report(py, &report)?))
+    }
+}
+
+/// The pool of `pool(threads)`, or one of a single thread.
+fn encode_pool(threads: usize) -> PyResult<Arc<rayon::ThreadPool>> {
+    match pool(threads)? {
+        Some(p) => Ok(p),
+        None => Ok(Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| ConfigError::new_err(e.to_string()))?)),
+    }
+}
+
+/// `progress(done, total)` of an encoding job as a call of the Python callback, if any.
+fn progress_reporter<'a>(
+    error: &'a mut Option<PyErr>,
+    progress: &'a Option<Py<PyAny>>,
+) -> impl FnMut(u64, Option<u64>) -> bool + 'a {
+    move |done, total| {
+        call_progress(error, |py| match progress {
+            Some(cb) => cb.call1(py, (done, total)).map(drop),
+            None => Ok(()),
+        })
+    }
+}
+
+fn encode_report<'py>(py: Python<'py>, report: &EncodeFilesReport) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("num_tokens", report.num_tokens)?;
+    dict.set_item("bytes_read", report.bytes_read)?;
+    dict.set_item("invalid_utf8_bytes", report.invalid_utf8_bytes)?;
+    dict.set_item("sources", report.sources.clone())?;
+    dict.set_item("seconds", report.seconds)?;
+    Ok(dict)
 }
 
 impl CoreTokenizer {
@@ -503,7 +547,7 @@ fn train_bpe<'py>(
 ) -> PyResult<(CoreTokenizer, Bound<'py, PyDict>)> {
     let pattern = Pattern::parse(pattern).map_err(to_py_err)?;
     let inputs: Vec<Input> =
-        files.iter().map(|f| if f == "-" { Input::Stdin } else { Input::File(PathBuf::from(f)) }).collect();
+        files.iter().map(|f| Input::from_arg(f)).collect();
     let options = TrainOptions { vocab_size, special_tokens, pattern, threads, strict_utf8 };
     let mut callback_error: Option<PyErr> = None;
     let result = py.detach(|| {

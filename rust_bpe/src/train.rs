@@ -11,8 +11,6 @@
 //! are exact sums and the choice of each merge depends only on them.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -20,25 +18,11 @@ use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::error::BpeError;
+pub use crate::input::Input;
+use crate::input::{read_ahead, Chunks, Source};
 use crate::packed_table::{hash, PackedTable};
-use crate::pretokenize::{chunks, last_cut, pack_at, unpack, Pattern, Piece, SpecialTokens, MAX_PACKED, PATTERN_NAMES};
+use crate::pretokenize::{pack_at, unpack, Pattern, Piece, SpecialTokens, MAX_PACKED, PATTERN_NAMES};
 use crate::tokenizer::Tokenizer;
-
-/// Where training text comes from.
-#[derive(Clone, Debug)]
-pub enum Input {
-    File(PathBuf),
-    Stdin,
-}
-
-impl Input {
-    pub fn name(&self) -> String {
-        match self {
-            Input::File(p) => p.display().to_string(),
-            Input::Stdin => "<stdin>".into(),
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -205,8 +189,6 @@ pub fn train(
 
 /// Bytes per chunk counted by one thread at a time.
 const CHUNK_BYTES: usize = 1 << 20;
-/// Bytes read from a stream before its chunks are counted.
-const STREAM_BLOCK_BYTES: usize = 64 << 20;
 
 fn count_pretokens(
     pool: &rayon::ThreadPool,
@@ -218,58 +200,56 @@ fn count_pretokens(
 ) -> Result<WordCounts, BpeError> {
     let threads = pool.current_num_threads();
     let per_thread: Vec<Mutex<WordCounts>> = (0..=threads).map(|_| Mutex::new(WordCounts::default())).collect();
-    let mut sized_total = 0u64;
-    let mut all_sized = true;
-    for input in inputs {
-        match input {
-            Input::File(path) => {
-                let meta = std::fs::metadata(path).map_err(|e| BpeError::io(path, &e))?;
-                if meta.is_dir() {
-                    return Err(BpeError::Io(format!("{}: is a directory, not a text file", path.display())));
-                }
-                std::fs::File::open(path).map_err(|e| BpeError::io(path, &e))?;
-                sized_total += meta.len();
-            }
-            Input::Stdin => all_sized = false,
-        }
-    }
-    let total = all_sized.then_some(sized_total);
-    let counter = BlockCounter { pool, options, specials, per_thread: &per_thread, threads };
-    for input in inputs {
-        match input {
-            Input::File(path) => {
-                let file = std::fs::File::open(path).map_err(|e| BpeError::io(path, &e))?;
-                if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
-                    continue;
-                }
-                // SAFETY: the map is only read; a file changed underneath gives wrong counts, not UB in practice.
-                let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| BpeError::io(path, &e))?;
-                #[cfg(unix)]
-                let _ = map.advise(memmap2::Advice::Sequential);
-                counter.count_block(&map, &input.name(), 0, report, total, progress, &|start, end| release_pages(&map, start, end))?;
-            }
-            Input::Stdin => {
-                let mut stdin = std::io::stdin().lock();
-                let mut block: Vec<u8> = Vec::with_capacity(STREAM_BLOCK_BYTES);
-                let mut offset = 0u64;
-                loop {
-                    let want = STREAM_BLOCK_BYTES.max(block.len() * 2);
-                    let read = (&mut stdin)
-                        .take((want - block.len()) as u64)
-                        .read_to_end(&mut block)
-                        .map_err(|e| BpeError::Io(format!("<stdin>: {e}")))?;
-                    let at_end = read == 0;
-                    let cut = if at_end { block.len() } else { last_cut(&block, &options.pattern, specials) };
-                    if cut == 0 && !at_end {
-                        continue; // no safe place yet: read more
-                    }
-                    counter.count_block(&block[..cut], "<stdin>", offset, report, total, progress, &|_, _| {})?;
-                    offset += cut as u64;
-                    block.drain(..cut);
-                    if at_end {
+    let sources = inputs.iter().map(Source::open).collect::<Result<Vec<_>, _>>()?;
+    let total = sources.iter().map(Source::size).sum::<Option<u64>>();
+    for source in sources {
+        let name = source.name().to_string();
+        let target = source.size().map_or(CHUNK_BYTES, |len| (len as usize / (threads * 8)).clamp(64 << 10, CHUNK_BYTES));
+        let chunks = read_ahead(Chunks::new(source, options.pattern.clone(), specials.clone()), target, threads * 4);
+        let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(threads * 4);
+        let mut at_end = false;
+        while !at_end {
+            // As many chunks as there are places in a batch, or as came while waiting.
+            while batch.len() < threads * 4 {
+                match chunks.next_or_wait() {
+                    Ok(Some(chunk)) => batch.push(chunk),
+                    Ok(None) => {
+                        at_end = true;
                         break;
                     }
+                    Err(Some(e)) => return Err(e),
+                    Err(None) if batch.is_empty() => {
+                        if !progress(Progress::Counting { bytes_done: report.bytes_read, bytes_total: total }) {
+                            return Err(BpeError::Interrupted);
+                        }
+                    }
+                    Err(None) => break,
                 }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let results: Vec<Result<(u64, u64), BpeError>> = pool.install(|| {
+                batch
+                    .par_iter()
+                    .map(|(offset, bytes)| {
+                        let slot = rayon::current_thread_index().unwrap_or(threads).min(threads);
+                        let mut counts = per_thread[slot].lock().expect("count lock");
+                        count_chunk(bytes, options, specials, &mut counts).map_err(|bad| invalid_utf8_error(&name, offset + bad as u64))
+                    })
+                    .collect()
+            });
+            for result in results {
+                let (pretokens, invalid) = result?;
+                report.pretokens += pretokens;
+                report.invalid_utf8_bytes += invalid;
+            }
+            for (_, bytes) in batch.drain(..) {
+                report.bytes_read += bytes.len() as u64;
+                chunks.give_back(bytes);
+            }
+            if !progress(Progress::Counting { bytes_done: report.bytes_read, bytes_total: total }) {
+                return Err(BpeError::Interrupted);
             }
         }
     }
@@ -280,69 +260,6 @@ fn count_pretokens(
         merged.absorb(map);
     }
     Ok(merged)
-}
-
-struct BlockCounter<'a> {
-    pool: &'a rayon::ThreadPool,
-    options: &'a TrainOptions,
-    specials: &'a SpecialTokens,
-    per_thread: &'a [Mutex<WordCounts>],
-    threads: usize,
-}
-
-impl BlockCounter<'_> {
-    fn count_block(
-        &self,
-        block: &[u8],
-        name: &str,
-        offset: u64,
-        report: &mut TrainReport,
-        total: Option<u64>,
-        progress: &mut dyn FnMut(Progress) -> bool,
-        release: &dyn Fn(usize, usize),
-    ) -> Result<(), BpeError> {
-        let target = (block.len() / (self.threads * 8)).clamp(64 << 10, CHUNK_BYTES);
-        let mut chunks = chunks(block, target, &self.options.pattern, self.specials);
-        loop {
-            let batch: Vec<(usize, usize)> = chunks.by_ref().take(self.threads * 4).collect();
-            let Some(&(first, _)) = batch.first() else { break };
-            let batch = &batch[..];
-            let results: Vec<Result<(u64, u64), BpeError>> = self.pool.install(|| {
-                batch
-                    .par_iter()
-                    .map(|&(start, end)| {
-                        let slot = rayon::current_thread_index().unwrap_or(self.threads).min(self.threads);
-                        let mut counts = self.per_thread[slot].lock().expect("count lock");
-                        count_chunk(&block[start..end], self.options, self.specials, &mut counts)
-                            .map_err(|bad| invalid_utf8_error(name, offset + start as u64 + bad as u64))
-                    })
-                    .collect()
-            });
-            for result in results {
-                let (pretokens, invalid) = result?;
-                report.pretokens += pretokens;
-                report.invalid_utf8_bytes += invalid;
-            }
-            report.bytes_read += batch.iter().map(|(s, e)| (e - s) as u64).sum::<u64>();
-            release(first, batch[batch.len() - 1].1);
-            if !progress(Progress::Counting { bytes_done: report.bytes_read, bytes_total: total }) {
-                return Err(BpeError::Interrupted);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Lets the kernel drop the pages of `map[start..end]` from this process (they stay in the
-/// page cache), so that memory does not grow with the size of the corpus.
-pub(crate) fn release_pages(map: &memmap2::Mmap, start: usize, end: usize) {
-    #[cfg(unix)]
-    // SAFETY: a read-only file mapping: dropped pages are read again from the file if touched.
-    unsafe {
-        let _ = map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start);
-    }
-    #[cfg(not(unix))]
-    let _ = (map, start, end);
 }
 
 fn invalid_utf8_error(name: &str, at: u64) -> BpeError {
