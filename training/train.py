@@ -203,7 +203,7 @@ def evaluate(model, data, starts: np.ndarray, cfg: Config, device, dtype, ddp: D
         for i in range(0, len(same), cfg.batch_size):
             x, y = windows(data, starts[same[i : i + cfg.batch_size]], int(length), device)
             with autocast(device, dtype):
-                logits, _ = model(x, y)
+                logits, _ = model(x)
             logits = logits.float()
             total[0] += F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="sum").double()
             total[1] += (logits.argmax(-1) == y).sum()
