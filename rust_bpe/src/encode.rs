@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rayon::prelude::*;
@@ -18,6 +18,7 @@ use rustc_hash::FxHashMap;
 
 
 
+use crate::backtrack::Backtracking;
 use crate::error::BpeError;
 use crate::packed_table::{hash, PackedTable};
 use crate::pair_ranks::{PackedPairs, PairRanks};
@@ -55,6 +56,11 @@ pub struct Encoder {
     short_tokens: PackedTable<Cached>,
     /// Every longer token.
     long_tokens: FxHashMap<Box<[u8]>, u32>,
+    /// What the merge of a pre-token of `BACKTRACK_FROM` bytes or more needs, made at the
+    /// first one.
+    backtracking: OnceLock<Backtracking>,
+    /// Bytes of the longest token.
+    max_token_len: usize,
     /// Pre-tokens of up to 15 bytes met so far, for every thread: read and added to under
     /// the read lock, grown under the write lock.
     cache: RwLock<PreTokenCache>,
@@ -84,6 +90,15 @@ const WINDOW_CHARS: usize = 64 << 10;
 const CHOSEN_SPECIALS_KEPT: usize = 16;
 /// A cache is emptied when it grows past this many pre-tokens (checked between texts).
 const MAX_CACHE_ENTRIES: usize = 1 << 21;
+/// Pre-tokens of more than 15 bytes and at most this many are kept with their ids in the
+/// thread's map of those met: a longer one is seldom met again, and its bytes would be
+/// copied into the map.
+const LONG_KEPT: usize = 1 << 10;
+/// A thread's map of long pre-tokens is emptied when their bytes pass this (between texts).
+const MAX_LONG_BYTES: usize = 64 << 20;
+/// Pre-tokens of this many bytes or more are merged by backtracking (see `backtrack`):
+/// in linear time and one bit of memory a byte, where the heap merge takes 40 bytes a byte.
+const BACKTRACK_FROM: usize = 64 << 10;
 /// The room the cache has from its first call: three times the vocabulary's short tokens,
 /// at most 2^18 pre-tokens unless the vocabulary alone is more.
 const VOCABULARY_ROOM: usize = 3;
@@ -162,6 +177,8 @@ struct Scratch {
     encoder: u64,
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
     long_ids: Vec<u32>,
+    /// The bytes of the keys of `long`.
+    long_bytes: usize,
     /// Scratch space of the merge loop.
     parts: Vec<u32>,
     ranks: Vec<u32>,
@@ -175,6 +192,7 @@ impl Scratch {
             encoder,
             long: FxHashMap::default(),
             long_ids: Vec::new(),
+            long_bytes: 0,
             parts: Vec::new(),
             ranks: Vec::new(),
             blocks: None,
@@ -266,6 +284,7 @@ impl Encoder {
             }
         }
         let pair_ranks = PairRanks::new(&pairs, vocab.len());
+        let max_token_len = vocab.iter().map(|t| t.len()).max().unwrap_or(0);
         let (short_keys_fit, medium_keys_fit) = (vocab.len() < 1 << 28, vocab.len() < 1 << 25);
         #[cfg(target_arch = "x86_64")]
         let avx512 = std::arch::is_x86_feature_detected!("avx512f")
@@ -283,6 +302,8 @@ impl Encoder {
             avx512,
             short_tokens,
             long_tokens,
+            backtracking: OnceLock::new(),
+            max_token_len,
             cache: RwLock::new(PreTokenCache::with_capacity(0)),
             growing: Mutex::new(()),
             grow_pending: AtomicBool::new(false),
@@ -313,7 +334,7 @@ impl Encoder {
         let shared = self.cache_with_room(wanted, true);
         SCRATCH.with(|cell| {
             let mut slot = cell.borrow_mut();
-            if slot.as_ref().is_none_or(|s| s.encoder != self.id || s.long.len() > MAX_CACHE_ENTRIES) {
+            if slot.as_ref().is_none_or(|s| s.encoder != self.id || s.long.len() > MAX_CACHE_ENTRIES || s.long_bytes > MAX_LONG_BYTES) {
                 *slot = Some(Scratch::new(self.id));
             }
             let mut cache = Cache { shared: Some(shared), encoder: self, wanted, local: slot.as_mut().expect("scratch") };
@@ -711,9 +732,17 @@ impl Encoder {
     }
 
     /// A pre-token of more than 15 bytes: looked up in the thread's own map of those met
-    /// before (a long token among them, once met), then in the long tokens, then merged.
+    /// before (a long token among them, once met) if it is not too long to be kept there,
+    /// then in the long tokens, then merged.
     fn encode_long_piece<T: TokenId>(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         let local = &mut *cache.local;
+        if piece.len() > LONG_KEPT {
+            match self.long_tokens.get(piece).filter(|_| piece.len() <= self.max_token_len) {
+                Some(&id) => out.push(T::from_id(id)),
+                None => self.merge_very_long(piece, out),
+            }
+            return;
+        }
         let (offset, len) = match local.long.get(piece) {
             Some(&(offset, len)) => (offset as usize, len as usize),
             None => {
@@ -724,6 +753,7 @@ impl Encoder {
                 }
                 let len = local.long_ids.len() - offset;
                 local.long.insert(Box::from(piece), (offset as u32, len as u32));
+                local.long_bytes += piece.len();
                 (offset, len)
             }
         };
@@ -776,8 +806,35 @@ impl Encoder {
         }
     }
 
-    /// The same merge in O(n log n) for long pre-tokens (a megabyte of one character).
-    fn merge_long(&self, piece: &[u8], out: &mut Vec<u32>) {
+    /// tiktoken's merge of a pre-token of more than `LONG_KEPT` bytes, appended to `out`:
+    /// by backtracking from `BACKTRACK_FROM` bytes on, by `merge_long` below that (and,
+    /// were the backtracking to find no sequence, which cannot happen, there too).
+    fn merge_very_long<T: TokenId>(&self, piece: &[u8], out: &mut Vec<T>) {
+        if piece.len() >= BACKTRACK_FROM && self.backtracking().encode(piece, &self.pair_ranks, &self.byte_ids, out) {
+            return;
+        }
+        self.merge_long(piece, out);
+    }
+
+    /// What the backtracking merge needs, made at its first call.
+    fn backtracking(&self) -> &Backtracking {
+        self.backtracking.get_or_init(|| {
+            let vocab = self.tokenizer.vocab();
+            let is_token = |id: u32| {
+                let bytes = &vocab[id as usize];
+                let found = if bytes.len() <= MAX_PACKED {
+                    self.short_tokens.get(pack(bytes), hash(pack(bytes))).map(|cached| cached.ids[0])
+                } else {
+                    self.long_tokens.get(bytes.as_slice()).copied()
+                };
+                !bytes.is_empty() && !self.tokenizer.is_special(id) && found == Some(id)
+            };
+            Backtracking::new(vocab, is_token, &self.byte_ids, &self.pair_ranks)
+        })
+    }
+
+    /// The same merge in O(n log n) with a heap over every byte (40 bytes of memory a byte).
+    fn merge_long<T: TokenId>(&self, piece: &[u8], out: &mut Vec<T>) {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
         let n = piece.len();
@@ -817,7 +874,7 @@ impl Encoder {
         }
         let mut i = 0;
         while i < n {
-            out.push(sym[i]);
+            out.push(T::from_id(sym[i]));
             i = next[i];
         }
     }
@@ -1326,6 +1383,7 @@ fn extend_ids<T: TokenId>(out: &mut Vec<T>, ids: &[u32]) {
 /// How ids are written out: as u32, or as u16 when every id of the vocabulary fits.
 pub trait TokenId: Copy + Send + Sync + 'static {
     fn from_id(id: u32) -> Self;
+    fn to_id(self) -> u32;
 }
 
 impl TokenId for u32 {
@@ -1333,12 +1391,20 @@ impl TokenId for u32 {
     fn from_id(id: u32) -> u32 {
         id
     }
+    #[inline(always)]
+    fn to_id(self) -> u32 {
+        self
+    }
 }
 
 impl TokenId for u16 {
     #[inline(always)]
     fn from_id(id: u32) -> u16 {
         id as u16
+    }
+    #[inline(always)]
+    fn to_id(self) -> u32 {
+        self as u32
     }
 }
 
