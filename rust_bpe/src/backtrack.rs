@@ -71,6 +71,12 @@ impl Backtracking {
         Backtracking { bytes, split, shorter, in_order, trie, max_len }
     }
 
+    /// The reachable tokens whose own merges come in order of rank, with their bytes.
+    #[cfg(test)]
+    pub(crate) fn tokens_in_order(&self) -> Vec<(u32, &[u8])> {
+        (0..self.bytes.len()).filter(|&t| self.in_order[t]).map(|t| (t as u32, &self.bytes[t][..])).collect()
+    }
+
     #[inline(always)]
     fn len(&self, token: u32) -> usize {
         self.bytes[token as usize].len()
@@ -99,7 +105,7 @@ impl Backtracking {
     /// join into a token the merge would have taken before the step's merge: of lower rank
     /// than a merge on the left, of lower or equal rank than one on the right (the boundary
     /// is left of it).
-    fn boundary_holds(&self, mut left: u32, mut right: u32, pairs: &PairRanks) -> bool {
+    pub(crate) fn boundary_holds(&self, mut left: u32, mut right: u32, pairs: &PairRanks) -> bool {
         let mut limit = NONE;
         loop {
             if pairs.get(left, right) < limit {
