@@ -28,12 +28,8 @@ const NONE: u32 = u32::MAX;
 pub(crate) struct Backtracking {
     /// Bytes of each token; empty for one that is not reachable (or special, or unused).
     bytes: Vec<Box<[u8]>>,
-    /// The two tokens whose merge makes each reachable token last; (t, t) for a byte.
-    split: Vec<(u32, u32)>,
-    /// The longest reachable token that is a proper prefix of each token; NONE if none.
-    shorter: Vec<u32>,
-    /// Whether a token's own merges come in order of rank (see the module's doc).
-    in_order: Vec<bool>,
+    /// What the search asks of each token, together.
+    tokens: Vec<TokenInfo>,
     /// The reachable tokens, to find the longest at the start of a text.
     trie: Trie,
     max_len: usize,
@@ -62,24 +58,29 @@ impl Backtracking {
                 ids.insert(token, id);
             }
         }
-        let mut shorter = vec![NONE; n];
-        for (id, token) in bytes.iter().enumerate() {
-            shorter[id] = (1..token.len()).rev().find_map(|len| ids.get(&token[..len]).copied()).unwrap_or(NONE);
-        }
+        let tokens = (0..n)
+            .map(|id| TokenInfo {
+                left: split[id].0,
+                right: split[id].1,
+                shorter: (1..bytes[id].len()).rev().find_map(|len| ids.get(&bytes[id][..len]).copied()).unwrap_or(NONE),
+                len: u16::try_from(bytes[id].len()).expect("tokens of at most 64 KiB"),
+                in_order: in_order[id],
+            })
+            .collect();
         let trie = Trie::new(&bytes);
         let max_len = bytes.iter().map(|b| b.len()).max().unwrap_or(1);
-        Backtracking { bytes, split, shorter, in_order, trie, max_len }
+        Backtracking { bytes, tokens, trie, max_len }
     }
 
     /// The reachable tokens whose own merges come in order of rank, with their bytes.
     #[cfg(test)]
     pub(crate) fn tokens_in_order(&self) -> Vec<(u32, &[u8])> {
-        (0..self.bytes.len()).filter(|&t| self.in_order[t]).map(|t| (t as u32, &self.bytes[t][..])).collect()
+        (0..self.bytes.len()).filter(|&t| self.tokens[t].in_order).map(|t| (t as u32, &self.bytes[t][..])).collect()
     }
 
     #[inline(always)]
     fn len(&self, token: u32) -> usize {
-        self.bytes[token as usize].len()
+        self.tokens[token as usize].len as usize
     }
 
     /// The longest reachable token that `text` (not empty) starts with.
@@ -91,7 +92,7 @@ impl Backtracking {
     /// Whether the merge of `left`'s and `right`'s bytes joined gives `left`, `right`.
     #[inline(always)]
     fn compatible(&self, left: u32, right: u32, pairs: &PairRanks, byte_ids: &[u32; 256]) -> bool {
-        if self.in_order[left as usize] && self.in_order[right as usize] {
+        if self.tokens[left as usize].in_order && self.tokens[right as usize].in_order {
             self.boundary_holds(left, right, pairs)
         } else {
             let joined = [&self.bytes[left as usize][..], &self.bytes[right as usize]].concat();
@@ -113,21 +114,21 @@ impl Backtracking {
             }
             if left > right {
                 limit = left;
-                left = self.split[left as usize].1;
+                left = self.tokens[left as usize].right;
                 if left == limit {
                     // A byte, there from the start.
                     limit = right + 1;
-                    right = self.split[right as usize].0;
+                    right = self.tokens[right as usize].left;
                     if right + 1 == limit {
                         return true;
                     }
                 }
             } else {
                 limit = right + 1;
-                right = self.split[right as usize].0;
+                right = self.tokens[right as usize].left;
                 if right + 1 == limit {
                     limit = left;
-                    left = self.split[left as usize].1;
+                    left = self.tokens[left as usize].right;
                     if left == limit {
                         return true;
                     }
@@ -159,7 +160,7 @@ impl Backtracking {
                     next = self.longest_at(&piece[pos..]);
                     break;
                 }
-                let shorter = self.shorter[token as usize];
+                let shorter = self.tokens[token as usize].shorter;
                 if shorter != NONE {
                     token = shorter;
                     continue;
@@ -202,6 +203,19 @@ pub(crate) fn merge_recording(bytes: &[u8], byte_ids: &[u32; 256], pairs: &PairR
         parts[at] = rank;
         parts.remove(at + 1);
     }
+}
+
+#[derive(Clone, Copy)]
+#[repr(align(16))]
+struct TokenInfo {
+    /// The two tokens whose merge makes a reachable token last; (t, t) for a byte.
+    left: u32,
+    right: u32,
+    /// The longest reachable token that is a proper prefix of this one; NONE if none.
+    shorter: u32,
+    len: u16,
+    /// Whether the token's own merges come in order of rank (see the module's doc).
+    in_order: bool,
 }
 
 /// A double-array trie of byte strings: the child of the node in cell `s` by byte `b` is in
