@@ -38,8 +38,12 @@ pub(crate) struct Backtracking {
 impl Backtracking {
     /// `vocab`: the bytes of each id; `is_token(id)`: whether the encoder merges into it (not
     /// a special token, not an unused id, not another id's bytes again); `byte_ids`: the
-    /// token of each byte.
-    pub(crate) fn new(vocab: &[Vec<u8>], is_token: impl Fn(u32) -> bool, byte_ids: &[u32; 256], pairs: &PairRanks) -> Backtracking {
+    /// token of each byte. None if a token is longer than 64 KiB (a length this keeps in
+    /// 16 bits).
+    pub(crate) fn new(vocab: &[Vec<u8>], is_token: impl Fn(u32) -> bool, byte_ids: &[u32; 256], pairs: &PairRanks) -> Option<Backtracking> {
+        if vocab.iter().any(|token| token.len() > u16::MAX as usize) {
+            return None;
+        }
         let n = vocab.len();
         let mut ids: FxHashMap<&[u8], u32> = FxHashMap::default();
         let mut bytes: Vec<Box<[u8]>> = vec![Box::default(); n];
@@ -63,13 +67,13 @@ impl Backtracking {
                 left: split[id].0,
                 right: split[id].1,
                 shorter: (1..bytes[id].len()).rev().find_map(|len| ids.get(&bytes[id][..len]).copied()).unwrap_or(NONE),
-                len: u16::try_from(bytes[id].len()).expect("tokens of at most 64 KiB"),
+                len: bytes[id].len() as u16,
                 in_order: in_order[id],
             })
             .collect();
         let trie = Trie::new(&bytes);
         let max_len = bytes.iter().map(|b| b.len()).max().unwrap_or(1);
-        Backtracking { bytes, tokens, trie, max_len }
+        Some(Backtracking { bytes, tokens, trie, max_len })
     }
 
     /// The reachable tokens whose own merges come in order of rank, with their bytes.

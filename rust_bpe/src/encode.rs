@@ -57,8 +57,8 @@ pub struct Encoder {
     /// Every longer token.
     long_tokens: FxHashMap<Box<[u8]>, u32>,
     /// What the merge of a pre-token of `BACKTRACK_FROM` bytes or more needs, made at the
-    /// first one.
-    backtracking: OnceLock<Backtracking>,
+    /// first one (None for a vocabulary with a token past 64 KiB: merged with the heap).
+    backtracking: OnceLock<Option<Backtracking>>,
     /// Bytes of the longest token.
     max_token_len: usize,
     /// Pre-tokens of up to 15 bytes met so far, for every thread: read and added to under
@@ -737,7 +737,7 @@ impl Encoder {
     fn encode_long_piece<T: TokenId>(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         let local = &mut *cache.local;
         if piece.len() > LONG_KEPT {
-            match self.long_tokens.get(piece).filter(|_| piece.len() <= self.max_token_len) {
+            match (piece.len() <= self.max_token_len).then(|| self.long_tokens.get(piece)).flatten() {
                 Some(&id) => out.push(T::from_id(id)),
                 None => self.merge_very_long(piece, out),
             }
@@ -810,27 +810,37 @@ impl Encoder {
     /// by backtracking from `BACKTRACK_FROM` bytes on, by `merge_long` below that (and,
     /// were the backtracking to find no sequence, which cannot happen, there too).
     fn merge_very_long<T: TokenId>(&self, piece: &[u8], out: &mut Vec<T>) {
-        if piece.len() >= BACKTRACK_FROM && self.backtracking().encode(piece, &self.pair_ranks, &self.byte_ids, out) {
-            return;
+        if piece.len() >= BACKTRACK_FROM {
+            if let Some(backtracking) = self.backtracking() {
+                if backtracking.encode(piece, &self.pair_ranks, &self.byte_ids, out) {
+                    return;
+                }
+            }
         }
         self.merge_long(piece, out);
     }
 
     /// What the backtracking merge needs, made at its first call.
-    fn backtracking(&self) -> &Backtracking {
-        self.backtracking.get_or_init(|| {
+    fn backtracking(&self) -> Option<&Backtracking> {
+        self.backtracking
+            .get_or_init(|| {
             let vocab = self.tokenizer.vocab();
+            // Not a special token, an unused id, or the bytes of another id again.
             let is_token = |id: u32| {
                 let bytes = &vocab[id as usize];
+                if bytes.is_empty() || self.tokenizer.is_special(id) {
+                    return false;
+                }
                 let found = if bytes.len() <= MAX_PACKED {
                     self.short_tokens.get(pack(bytes), hash(pack(bytes))).map(|cached| cached.ids[0])
                 } else {
                     self.long_tokens.get(bytes.as_slice()).copied()
                 };
-                !bytes.is_empty() && !self.tokenizer.is_special(id) && found == Some(id)
+                found == Some(id)
             };
             Backtracking::new(vocab, is_token, &self.byte_ids, &self.pair_ranks)
-        })
+            })
+            .as_ref()
     }
 
     /// The same merge in O(n log n) with a heap over every byte (40 bytes of memory a byte).
@@ -1944,7 +1954,7 @@ mod long_piece_tests {
 
     fn backtracked(enc: &Encoder, piece: &[u8]) -> Vec<u32> {
         let mut ids = Vec::new();
-        assert!(enc.backtracking().encode(piece, &enc.pair_ranks, &enc.byte_ids, &mut ids), "no sequence found for {piece:?}");
+        assert!(enc.backtracking().unwrap().encode(piece, &enc.pair_ranks, &enc.byte_ids, &mut ids), "no sequence found for {piece:?}");
         ids
     }
 
@@ -1967,7 +1977,7 @@ mod long_piece_tests {
         let corpus = degenerate_corpus(&mut draw);
         for vocab_size in [300, 1000] {
             let enc = super::tests::trained_on(&corpus, vocab_size);
-            let backtracking = enc.backtracking();
+            let backtracking = enc.backtracking().unwrap();
             let tokens = backtracking.tokens_in_order();
             assert!(tokens.len() > vocab_size as usize * 9 / 10, "{} of {vocab_size}", tokens.len());
             let ids: FxHashMap<&[u8], u32> = tokens.iter().map(|&(id, bytes)| (bytes, id)).collect();
@@ -2013,7 +2023,7 @@ mod long_piece_tests {
             }
             let tok = crate::tokenizer::Tokenizer::new(vocab, Vec::new(), Vec::new(), crate::pretokenize::Pattern::Gpt2).unwrap();
             let enc = Encoder::new(tok);
-            unordered += enc.tokenizer().vocab_size() - 256 - enc.backtracking().tokens_in_order().iter().filter(|(t, _)| *t >= 256).count();
+            unordered += enc.tokenizer().vocab_size() - 256 - enc.backtracking().unwrap().tokens_in_order().iter().filter(|(t, _)| *t >= 256).count();
             for _ in 0..60 {
                 let len = 1 + draw.below(300);
                 let piece = draw.string(b"abc", len);
