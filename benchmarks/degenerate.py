@@ -1,6 +1,6 @@
 """Degenerate input: one pre-token of 100 MB, encoded by `pybpe encode` with GPT-2.
 
-    python benchmarks/degenerate.py [--mb 100] [--cases a,letters,unicode]
+    python benchmarks/degenerate.py [--mb 100] [--cases a,letters,unicode] [--dtype uint16|uint32]
 
 Each case is a file of one pre-token (no whitespace, no punctuation): `a` is one letter
 repeated, `letters` random ASCII letters (a-z, A-Z, seeded), `unicode` random letters of
@@ -57,13 +57,13 @@ def write_case(name: str, size: int, path: str) -> None:
             written += len(part.encode())
 
 
-def run_encode(tokenizer: str, path: str, out: str, tmp: str) -> dict:
+def run_encode(tokenizer: str, path: str, out: str, tmp: str, dtype: str) -> dict:
     """`pybpe encode` of one file in a subprocess: wall and CPU seconds, peak RSS in bytes.
 
     Measured by /usr/bin/time: a process forked from this one would count this one's
     memory as its own peak (Linux keeps the high-water mark across exec).
     """
-    command = [sys.executable, "-m", "pybpe", "encode", "-t", tokenizer, path, "-o", out]
+    command = [sys.executable, "-m", "pybpe", "encode", "-t", tokenizer, path, "-o", out, "--dtype", dtype]
     report = os.path.join(tmp, "time.txt")
     started = time.perf_counter()
     done = subprocess.run([TIME, "-o", report, "-f", "%U %S %M", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -75,9 +75,9 @@ def run_encode(tokenizer: str, path: str, out: str, tmp: str) -> dict:
     return {"wall": wall, "cpu": float(user) + float(system), "rss": int(rss_kb) * 1024}
 
 
-def check_ids(tok, reference, path: str, out: str) -> str:
+def check_ids(tok, reference, path: str, out: str, dtype: str) -> str:
     """'ok', or what disagrees."""
-    ids = np.fromfile(out, dtype=np.uint16)
+    ids = np.fromfile(out, dtype=dtype)
     with open(path, "rb") as f:
         data = f.read()
     if tok.decode_bytes(ids.tolist()) != data:
@@ -96,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=100, help="size of each case in MB (default 100)")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
+    parser.add_argument("--dtype", choices=["uint16", "uint32"], default="uint16", help="ids written as (default uint16)")
     parser.add_argument("--no-check", action="store_true", help="skip the check of the ids")
     args = parser.parse_args()
     cases = [c for c in args.cases.split(",") if c]
@@ -112,14 +113,14 @@ def main() -> None:
         os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(data_dir() / "tiktoken_cache"))
         reference = tiktoken.get_encoding("gpt2")
     print(machine_line())
-    print(f"pybpe encode -t gpt2.json FILE -o out.bin, one subprocess per case, {args.mb:g} MB per case")
+    print(f"pybpe encode -t gpt2.json FILE -o out.bin --dtype {args.dtype}, one subprocess per case, {args.mb:g} MB per case")
     with tempfile.TemporaryDirectory() as tmp:
         gpt2 = os.path.join(tmp, "gpt2.json")
         tok.save(gpt2)
         small = os.path.join(tmp, "small.txt")
         with open(small, "w") as f:
             f.write("hello world " * 85)
-        base = run_encode(gpt2, small, os.path.join(tmp, "small.bin"), tmp)
+        base = run_encode(gpt2, small, os.path.join(tmp, "small.bin"), tmp, args.dtype)
         print(f"baseline (1 KB file): {base['wall']:.2f} s wall, peak RSS {base['rss'] / 1e6:.0f} MB")
         header = f"{'case':8} {'MB':>6} {'tokens':>11} {'wall s':>7} {'MB/s':>6} {'CPU s':>6} {'peak RSS MB':>11} {'growth B/B':>10}  ids"
         rows = []
@@ -127,10 +128,10 @@ def main() -> None:
             path, out = os.path.join(tmp, f"{name}.txt"), os.path.join(tmp, f"{name}.bin")
             write_case(name, size, path)
             mb = os.path.getsize(path) / 1e6
-            run = run_encode(gpt2, path, out, tmp)
-            tokens = os.path.getsize(out) // 2
+            run = run_encode(gpt2, path, out, tmp, args.dtype)
+            tokens = os.path.getsize(out) // np.dtype(args.dtype).itemsize
             growth = (run["rss"] - base["rss"]) / (mb * 1e6)
-            verdict = "not checked" if reference is None else check_ids(tok, reference, path, out)
+            verdict = "not checked" if reference is None else check_ids(tok, reference, path, out, args.dtype)
             rows.append(f"{name:8} {mb:6.1f} {tokens:11,} {run['wall']:7.2f} {mb / run['wall']:6.1f} {run['cpu']:6.2f} "
                         f"{run['rss'] / 1e6:11.0f} {growth:10.2f}  {verdict}")
             print(rows[-1] if len(rows) > 1 else header + "\n" + rows[-1], flush=True)
