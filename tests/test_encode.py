@@ -53,7 +53,7 @@ def test_overlapping_special_tokens_longest_wins():
 
 @pytest.mark.parametrize("unit", ["a", " ", "!", "\n", "日", "1"])
 def test_a_megabyte_of_one_character_encodes_in_linear_time(gpt2, reference, unit):
-    # tiktoken is quadratic here; pybpe merges long pre-tokens with a heap. A generous bound
+    # tiktoken is quadratic here; pybpe merges a pre-token this long by backtracking (linear). A generous bound
     # separates linear (milliseconds) from quadratic (minutes) on any machine.
     text = unit * (1_000_000 // len(unit.encode()))
     started = time.perf_counter()
