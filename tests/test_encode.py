@@ -5,6 +5,8 @@ import time
 import numpy as np
 import pytest
 import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pybpe
 
@@ -51,7 +53,7 @@ def test_overlapping_special_tokens_longest_wins():
 
 @pytest.mark.parametrize("unit", ["a", " ", "!", "\n", "日", "1"])
 def test_a_megabyte_of_one_character_encodes_in_linear_time(gpt2, reference, unit):
-    # tiktoken is quadratic here; pybpe merges long pre-tokens with a heap. A generous bound
+    # tiktoken is quadratic here; pybpe merges a pre-token this long by backtracking (linear). A generous bound
     # separates linear (milliseconds) from quadratic (minutes) on any machine.
     text = unit * (1_000_000 // len(unit.encode()))
     started = time.perf_counter()
@@ -186,3 +188,82 @@ def test_python_threads_encoding_with_one_tokenizer_at_once_get_tiktokens_ids(da
         got = list(pool.map(encode, range(3 * len(texts))))
     for i, ids in enumerate(got):
         assert ids == expected[i % len(texts)], f"text {i % len(texts)}"
+
+
+# -- pre-tokens past 64 KiB (merged by backtracking rather than with a heap over every byte)
+
+LONG = 70_000  # bytes: past the 64 KiB from which a pre-token is merged by backtracking
+ASCII_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+WIDE_LETTERS = "éøßαβγжщя中文字日本語한국"
+
+
+@pytest.fixture(scope="module")
+def small_tokenizers(data, tmp_path_factory):
+    """Tokenizers of 300, 1000 and 2000 tokens trained here, each with tiktoken made from it."""
+    made = []
+    for source, size in [("cs336/tinystories_sample.txt", 300), ("corpora/tinystories_hf_valid_head.txt", 1000),
+                         ("corpora/tinystories_hf_valid_head.txt", 2000)]:
+        tok = pybpe.Tokenizer.train(data / source, size, [EOT])
+        assert tok.vocab_size == size
+        made.append((tok, tok.to_tiktoken(f"trained{size}")))
+    return made
+
+
+def long_pieces(rng, corpus: str) -> dict:
+    """Text that is one pre-token of LONG bytes or more (but the whitespace-free corpus text,
+    which its punctuation cuts), by what it is made of."""
+    pieces = {}
+    for letter in "aAzé中":
+        pieces[f"{letter} repeated"] = letter * (LONG + rng.randrange(200))
+    for period in range(2, 8):
+        pattern = "".join(rng.choices("abcde"[: rng.randrange(2, 6)], k=period))
+        pieces[f"{pattern} repeated"] = pattern * (LONG // period + rng.randrange(50))
+    for alphabet in ["ab", "abc", "abcd", "abcde", "aA"]:
+        pieces[f"random over {alphabet}"] = "".join(rng.choices(alphabet, k=LONG + rng.randrange(200)))
+    pieces["random letters"] = "".join(rng.choices(ASCII_LETTERS, k=LONG))
+    pieces["random wide letters"] = "".join(rng.choices(WIDE_LETTERS, k=LONG // 2))
+    pieces["corpus letters"] = "".join(c for c in corpus if c.isalpha())[: 2 * LONG]
+    pieces["corpus without whitespace"] = "".join(corpus.split())[: 2 * LONG]
+    return pieces
+
+
+def test_long_pre_tokens_give_tiktokens_ids(gpt2, reference, small_tokenizers, data):
+    import random
+
+    corpus = (data / "corpora/war_and_peace.txt").read_text(encoding="utf-8")[:400_000]
+    pieces = long_pieces(random.Random(21), corpus)
+    for tok, tiktoken_of_it in [(gpt2, reference), *small_tokenizers]:
+        for what, text in pieces.items():
+            expected = tiktoken_of_it.encode_ordinary(text)
+            assert tok.encode_ordinary(text) == expected, f"{what}, vocab {tok.vocab_size}"
+        text = pieces["random over abc"]
+        assert tok.encode_to_numpy(text, threads=2).tolist() == tiktoken_of_it.encode_ordinary(text)
+
+
+def test_a_long_pre_token_between_others_gives_tiktokens_ids(gpt2, reference, small_tokenizers, tmp_path):
+    import random
+
+    rng = random.Random(22)
+    run = "".join(rng.choices("ab", k=300_000))
+    text = f"Once upon a time {run}, and then{EOT} again{run[:LONG]}aab the end"
+    path = tmp_path / "text.txt"
+    path.write_text(text, encoding="utf-8")
+    for tok, tiktoken_of_it in [(gpt2, reference), *small_tokenizers]:
+        expected = tiktoken_of_it.encode(text, allowed_special="all")
+        assert tok.encode(text, allowed_special="all", threads=2) == expected
+        tok.encode_file(path, tmp_path / "text.bin")
+        assert np.fromfile(tmp_path / "text.bin", dtype=np.uint16).tolist() == expected
+
+
+@settings(max_examples=25, deadline=None)
+@given(pattern=st.text(alphabet="abcdeA", min_size=1, max_size=9), noise=st.lists(st.integers(0, LONG - 1), max_size=8),
+       letter=st.sampled_from("xyzé"))
+def test_long_repeated_patterns_with_odd_letters_give_tiktokens_ids(gpt2, reference, small_tokenizers, pattern, noise,
+                                                                    letter):
+    chars = list(pattern * (LONG // len(pattern) + 1))
+    for at in noise:
+        chars[at] = letter
+    text = "".join(chars)
+    assert gpt2.encode_ordinary(text) == reference.encode_ordinary(text)
+    tok, tiktoken_of_it = small_tokenizers[-1]
+    assert tok.encode_ordinary(text) == tiktoken_of_it.encode_ordinary(text)

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rayon::prelude::*;
@@ -18,6 +18,7 @@ use rustc_hash::FxHashMap;
 
 
 
+use crate::backtrack::Backtracking;
 use crate::error::BpeError;
 use crate::packed_table::{hash, PackedTable};
 use crate::pair_ranks::{PackedPairs, PairRanks};
@@ -55,6 +56,11 @@ pub struct Encoder {
     short_tokens: PackedTable<Cached>,
     /// Every longer token.
     long_tokens: FxHashMap<Box<[u8]>, u32>,
+    /// What the merge of a pre-token of `BACKTRACK_FROM` bytes or more needs, made at the
+    /// first one (None for a vocabulary with a token past 64 KiB: merged with the heap).
+    backtracking: OnceLock<Option<Backtracking>>,
+    /// Bytes of the longest token.
+    max_token_len: usize,
     /// Pre-tokens of up to 15 bytes met so far, for every thread: read and added to under
     /// the read lock, grown under the write lock.
     cache: RwLock<PreTokenCache>,
@@ -84,6 +90,15 @@ const WINDOW_CHARS: usize = 64 << 10;
 const CHOSEN_SPECIALS_KEPT: usize = 16;
 /// A cache is emptied when it grows past this many pre-tokens (checked between texts).
 const MAX_CACHE_ENTRIES: usize = 1 << 21;
+/// Pre-tokens of more than 15 bytes and at most this many are kept with their ids in the
+/// thread's map of those met: a longer one is seldom met again, and its bytes would be
+/// copied into the map.
+const LONG_KEPT: usize = 1 << 10;
+/// A thread's map of long pre-tokens is emptied when their bytes pass this (between texts).
+const MAX_LONG_BYTES: usize = 64 << 20;
+/// Pre-tokens of this many bytes or more are merged by backtracking (see `backtrack`):
+/// in linear time and one bit of memory a byte, where the heap merge takes 40 bytes a byte.
+const BACKTRACK_FROM: usize = 64 << 10;
 /// The room the cache has from its first call: three times the vocabulary's short tokens,
 /// at most 2^18 pre-tokens unless the vocabulary alone is more.
 const VOCABULARY_ROOM: usize = 3;
@@ -162,6 +177,8 @@ struct Scratch {
     encoder: u64,
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
     long_ids: Vec<u32>,
+    /// The bytes of the keys of `long`.
+    long_bytes: usize,
     /// Scratch space of the merge loop.
     parts: Vec<u32>,
     ranks: Vec<u32>,
@@ -175,6 +192,7 @@ impl Scratch {
             encoder,
             long: FxHashMap::default(),
             long_ids: Vec::new(),
+            long_bytes: 0,
             parts: Vec::new(),
             ranks: Vec::new(),
             blocks: None,
@@ -266,6 +284,7 @@ impl Encoder {
             }
         }
         let pair_ranks = PairRanks::new(&pairs, vocab.len());
+        let max_token_len = vocab.iter().map(|t| t.len()).max().unwrap_or(0);
         let (short_keys_fit, medium_keys_fit) = (vocab.len() < 1 << 28, vocab.len() < 1 << 25);
         #[cfg(target_arch = "x86_64")]
         let avx512 = std::arch::is_x86_feature_detected!("avx512f")
@@ -283,6 +302,8 @@ impl Encoder {
             avx512,
             short_tokens,
             long_tokens,
+            backtracking: OnceLock::new(),
+            max_token_len,
             cache: RwLock::new(PreTokenCache::with_capacity(0)),
             growing: Mutex::new(()),
             grow_pending: AtomicBool::new(false),
@@ -313,7 +334,7 @@ impl Encoder {
         let shared = self.cache_with_room(wanted, true);
         SCRATCH.with(|cell| {
             let mut slot = cell.borrow_mut();
-            if slot.as_ref().is_none_or(|s| s.encoder != self.id || s.long.len() > MAX_CACHE_ENTRIES) {
+            if slot.as_ref().is_none_or(|s| s.encoder != self.id || s.long.len() > MAX_CACHE_ENTRIES || s.long_bytes > MAX_LONG_BYTES) {
                 *slot = Some(Scratch::new(self.id));
             }
             let mut cache = Cache { shared: Some(shared), encoder: self, wanted, local: slot.as_mut().expect("scratch") };
@@ -711,9 +732,17 @@ impl Encoder {
     }
 
     /// A pre-token of more than 15 bytes: looked up in the thread's own map of those met
-    /// before (a long token among them, once met), then in the long tokens, then merged.
+    /// before (a long token among them, once met) if it is not too long to be kept there,
+    /// then in the long tokens, then merged.
     fn encode_long_piece<T: TokenId>(&self, piece: &[u8], cache: &mut Cache, out: &mut Vec<T>) {
         let local = &mut *cache.local;
+        if piece.len() > LONG_KEPT {
+            match (piece.len() <= self.max_token_len).then(|| self.long_tokens.get(piece)).flatten() {
+                Some(&id) => out.push(T::from_id(id)),
+                None => self.merge_very_long(piece, out),
+            }
+            return;
+        }
         let (offset, len) = match local.long.get(piece) {
             Some(&(offset, len)) => (offset as usize, len as usize),
             None => {
@@ -724,6 +753,7 @@ impl Encoder {
                 }
                 let len = local.long_ids.len() - offset;
                 local.long.insert(Box::from(piece), (offset as u32, len as u32));
+                local.long_bytes += piece.len();
                 (offset, len)
             }
         };
@@ -776,8 +806,45 @@ impl Encoder {
         }
     }
 
-    /// The same merge in O(n log n) for long pre-tokens (a megabyte of one character).
-    fn merge_long(&self, piece: &[u8], out: &mut Vec<u32>) {
+    /// tiktoken's merge of a pre-token of more than `LONG_KEPT` bytes, appended to `out`:
+    /// by backtracking from `BACKTRACK_FROM` bytes on, by `merge_long` below that (and,
+    /// were the backtracking to find no sequence, which cannot happen, there too).
+    fn merge_very_long<T: TokenId>(&self, piece: &[u8], out: &mut Vec<T>) {
+        if piece.len() >= BACKTRACK_FROM {
+            if let Some(backtracking) = self.backtracking() {
+                if backtracking.encode(piece, &self.pair_ranks, &self.byte_ids, out) {
+                    return;
+                }
+            }
+        }
+        self.merge_long(piece, out);
+    }
+
+    /// What the backtracking merge needs, made at its first call.
+    fn backtracking(&self) -> Option<&Backtracking> {
+        self.backtracking
+            .get_or_init(|| {
+            let vocab = self.tokenizer.vocab();
+            // Not a special token, an unused id, or the bytes of another id again.
+            let is_token = |id: u32| {
+                let bytes = &vocab[id as usize];
+                if bytes.is_empty() || self.tokenizer.is_special(id) {
+                    return false;
+                }
+                let found = if bytes.len() <= MAX_PACKED {
+                    self.short_tokens.get(pack(bytes), hash(pack(bytes))).map(|cached| cached.ids[0])
+                } else {
+                    self.long_tokens.get(bytes.as_slice()).copied()
+                };
+                found == Some(id)
+            };
+            Backtracking::new(vocab, is_token, &self.byte_ids, &self.pair_ranks)
+            })
+            .as_ref()
+    }
+
+    /// The same merge in O(n log n) with a heap over every byte (40 bytes of memory a byte).
+    fn merge_long<T: TokenId>(&self, piece: &[u8], out: &mut Vec<T>) {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
         let n = piece.len();
@@ -817,7 +884,7 @@ impl Encoder {
         }
         let mut i = 0;
         while i < n {
-            out.push(sym[i]);
+            out.push(T::from_id(sym[i]));
             i = next[i];
         }
     }
@@ -1326,6 +1393,7 @@ fn extend_ids<T: TokenId>(out: &mut Vec<T>, ids: &[u32]) {
 /// How ids are written out: as u32, or as u16 when every id of the vocabulary fits.
 pub trait TokenId: Copy + Send + Sync + 'static {
     fn from_id(id: u32) -> Self;
+    fn to_id(self) -> u32;
 }
 
 impl TokenId for u32 {
@@ -1333,12 +1401,20 @@ impl TokenId for u32 {
     fn from_id(id: u32) -> u32 {
         id
     }
+    #[inline(always)]
+    fn to_id(self) -> u32 {
+        self
+    }
 }
 
 impl TokenId for u16 {
     #[inline(always)]
     fn from_id(id: u32) -> u16 {
         id as u16
+    }
+    #[inline(always)]
+    fn to_id(self) -> u32 {
+        self as u32
     }
 }
 
@@ -1353,7 +1429,7 @@ mod tests {
         trained_on(&"the quick brown fox jumps over the lazy dog. aaaaaaaa  \n\n the end<|endoftext|>".repeat(50), 320)
     }
 
-    fn trained_on(text: &str, vocab_size: u64) -> Encoder {
+    pub(super) fn trained_on(text: &str, vocab_size: u64) -> Encoder {
         static CALLS: AtomicUsize = AtomicUsize::new(0);
         let call = CALLS.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("rust_bpe_encode_test_{}_{call}", std::process::id()));
@@ -1535,7 +1611,7 @@ mod tests {
 
     /// The ids of `text` without any cache: each pre-token looked up in the vocabulary, or
     /// merged by `merge_long`.
-    fn uncached(enc: &Encoder, text: &str) -> Vec<u32> {
+    pub(super) fn uncached(enc: &Encoder, text: &str) -> Vec<u32> {
         let mut out = Vec::new();
         enc.tokenizer().pattern().split(text, |piece| {
             let bytes = piece.as_bytes();
@@ -1791,5 +1867,181 @@ mod tests {
             let lone = enc.encode_chars_parts::<u32, u16>(&chars, &Allowed::All, &Allowed::None, pool);
             assert!(matches!(lone, Err(BpeError::LoneSurrogate(1_000_003))), "{lone:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod long_piece_tests {
+    use super::*;
+    use crate::backtrack::merge_recording;
+
+    /// Numbers below n from a fixed seed.
+    struct Draw(u64);
+
+    impl Draw {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((self.0 >> 33) % n as u64) as usize
+        }
+
+        fn string(&mut self, alphabet: &[u8], len: usize) -> Vec<u8> {
+            (0..len).map(|_| alphabet[self.below(alphabet.len())]).collect()
+        }
+    }
+
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+    /// Text to train on whose vocabulary has many tokens of one letter, of short repeated
+    /// patterns and of strings over a few letters, besides words.
+    fn degenerate_corpus(draw: &mut Draw) -> String {
+        let mut text = String::new();
+        for round in 0..2000 {
+            let (a, b, c) = (draw.below(6), draw.below(40), draw.below(12));
+            let run = match round % 4 {
+                0 => vec![b"abcxyz"[a]; 1 + b],
+                1 => draw.string(&b"abcab"[..2 + a % 3], 2 + b % 4).repeat(1 + c),
+                2 => draw.string(&b"abcde"[..2 + a % 4], 1 + b % 30),
+                _ => draw.string(LETTERS, 3 + c % 8),
+            };
+            text.push(' ');
+            text.push_str(std::str::from_utf8(&run).unwrap());
+        }
+        text.repeat(3)
+    }
+
+    /// The pieces the backtracking merge is compared with the heap merge on.
+    fn degenerate_pieces(draw: &mut Draw, corpus: &str) -> Vec<Vec<u8>> {
+        let mut pieces = Vec::new();
+        for &letter in b"abcxyzQ" {
+            pieces.extend((1..=130).map(|len| vec![letter; len]));
+            pieces.push(vec![letter; 1000 + draw.below(3000)]);
+        }
+        for period in 2..=7 {
+            for _ in 0..12 {
+                let (letters, len, skip) = (2 + draw.below(4), 1 + draw.below(600), draw.below(period));
+                let pattern = draw.string(&b"abcde"[..letters], period);
+                pieces.push(pattern.iter().copied().cycle().skip(skip).take(len).collect());
+            }
+        }
+        for alphabet in [&b"ab"[..], b"abc", b"abcd", b"abcde", b"xyz", b"aA"] {
+            pieces.extend((0..40).map(|_| {
+                let len = 1 + draw.below(1500);
+                draw.string(alphabet, len)
+            }));
+        }
+        pieces.extend((0..40).map(|_| {
+            let len = 1 + draw.below(3000);
+            draw.string(LETTERS, len)
+        }));
+        let all_bytes: Vec<u8> = (0..=255).collect();
+        pieces.extend((0..40).map(|_| {
+            let len = 1 + draw.below(2000);
+            draw.string(&all_bytes, len)
+        }));
+        let squeezed: Vec<u8> = corpus.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        pieces.extend((0..40).map(|_| {
+            let (start, len) = (draw.below(squeezed.len() - 1), 1 + draw.below(2000));
+            squeezed[start..(start + len).min(squeezed.len())].to_vec()
+        }));
+        pieces
+    }
+
+    fn heap_merge(enc: &Encoder, piece: &[u8]) -> Vec<u32> {
+        let mut ids = Vec::new();
+        enc.merge_long(piece, &mut ids);
+        ids
+    }
+
+    fn backtracked(enc: &Encoder, piece: &[u8]) -> Vec<u32> {
+        let mut ids = Vec::new();
+        assert!(enc.backtracking().unwrap().encode(piece, &enc.pair_ranks, &enc.byte_ids, &mut ids), "no sequence found for {piece:?}");
+        ids
+    }
+
+    #[test]
+    fn backtracking_gives_the_heap_merges_ids() {
+        let mut draw = Draw(11);
+        let corpus = degenerate_corpus(&mut draw);
+        for vocab_size in [300, 700, 2000] {
+            let enc = super::tests::trained_on(&corpus, vocab_size);
+            assert!(enc.tokenizer().vocab_size() as u64 > vocab_size - 20, "{}", enc.tokenizer().vocab_size());
+            for piece in degenerate_pieces(&mut draw, &corpus) {
+                assert_eq!(backtracked(&enc, &piece), heap_merge(&enc, &piece), "vocab {vocab_size}, piece {:?}", String::from_utf8_lossy(&piece));
+            }
+        }
+    }
+
+    #[test]
+    fn compatibility_found_by_undoing_merges_is_that_of_merging_the_two_tokens() {
+        let mut draw = Draw(12);
+        let corpus = degenerate_corpus(&mut draw);
+        for vocab_size in [300, 1000] {
+            let enc = super::tests::trained_on(&corpus, vocab_size);
+            let backtracking = enc.backtracking().unwrap();
+            let tokens = backtracking.tokens_in_order();
+            assert!(tokens.len() > vocab_size as usize * 9 / 10, "{} of {vocab_size}", tokens.len());
+            let ids: FxHashMap<&[u8], u32> = tokens.iter().map(|&(id, bytes)| (bytes, id)).collect();
+            // Pairs of tokens drawn at random (most of them compatible), and every two tokens
+            // that spell a third (most of them not).
+            let mut pairs: Vec<(u32, u32)> = Vec::new();
+            for &(left, _) in &tokens {
+                let skip = draw.below(4);
+                pairs.extend(tokens.iter().skip(skip).step_by(1 + vocab_size as usize / 300).map(|&(right, _)| (left, right)));
+            }
+            for &(_, bytes) in &tokens {
+                pairs.extend((1..bytes.len()).filter_map(|at| Some((*ids.get(&bytes[..at])?, *ids.get(&bytes[at..])?))));
+            }
+            let bytes_of: FxHashMap<u32, &[u8]> = tokens.iter().copied().collect();
+            let mut compatible = 0;
+            for &(left, right) in &pairs {
+                let (left_bytes, right_bytes) = (bytes_of[&left], bytes_of[&right]);
+                let merged = merge_recording(&[left_bytes, right_bytes].concat(), &enc.byte_ids, &enc.pair_ranks).0;
+                let holds = backtracking.boundary_holds(left, right, &enc.pair_ranks);
+                assert_eq!(holds, merged == [left, right], "{:?} + {:?}", String::from_utf8_lossy(left_bytes), String::from_utf8_lossy(right_bytes));
+                compatible += holds as usize;
+            }
+            let incompatible = pairs.len() - compatible;
+            // (Each token's own two parts at least are not compatible.)
+            assert!(compatible > 10_000 && incompatible >= tokens.len() - 256, "{compatible} compatible, {incompatible} not");
+        }
+    }
+
+    #[test]
+    fn vocabularies_with_merges_out_of_order_and_unreachable_tokens_give_the_heap_merges_ids() {
+        let mut draw = Draw(13);
+        let mut unordered = 0;
+        for round in 0..30 {
+            // Random strings over three letters, in random order of rank: some tokens are
+            // never made by merging, some are made by merges that do not come in order.
+            let mut vocab: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+            while vocab.len() < 256 + 40 + round * 4 {
+                let len = 2 + draw.below(5);
+                let token = draw.string(b"abc", len);
+                if !vocab.contains(&token) {
+                    vocab.push(token);
+                }
+            }
+            let tok = crate::tokenizer::Tokenizer::new(vocab, Vec::new(), Vec::new(), crate::pretokenize::Pattern::Gpt2).unwrap();
+            let enc = Encoder::new(tok);
+            unordered += enc.tokenizer().vocab_size() - 256 - enc.backtracking().unwrap().tokens_in_order().iter().filter(|(t, _)| *t >= 256).count();
+            for _ in 0..60 {
+                let len = 1 + draw.below(300);
+                let piece = draw.string(b"abc", len);
+                assert_eq!(backtracked(&enc, &piece), heap_merge(&enc, &piece), "round {round}, piece {:?}", String::from_utf8_lossy(&piece));
+            }
+        }
+        assert!(unordered > 100, "{unordered}");
+    }
+
+    #[test]
+    fn a_pre_token_of_megabytes_gives_the_heap_merges_ids_and_is_not_kept() {
+        let mut draw = Draw(14);
+        let corpus = degenerate_corpus(&mut draw);
+        let enc = super::tests::trained_on(&corpus, 1000);
+        let run = String::from_utf8(draw.string(b"abcab", 3 << 20)).unwrap();
+        let text = format!("the start {run} and{} the end", "a".repeat(BACKTRACK_FROM + 1));
+        assert_eq!(enc.encode_ordinary(&text, None), super::tests::uncached(&enc, &text));
+        let kept = SCRATCH.with(|s| s.borrow().as_ref().map(|s| (s.long.len(), s.long_bytes)));
+        assert_eq!(kept, Some((0, 0)));
     }
 }

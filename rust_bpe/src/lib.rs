@@ -2,6 +2,7 @@
 //! semantics, a tiktoken-exact encoder, the tokenizer file format; `python` holds the pyo3 bindings.
 
 mod ascii_blocks;
+mod backtrack;
 pub mod corpus;
 pub mod encode;
 pub mod error;
