@@ -2021,7 +2021,7 @@ mod long_piece_tests {
                     vocab.push(token);
                 }
             }
-            let tok = crate::tokenizer::Tokenizer::new(vocab, Vec::new(), Vec::new(), crate::pretokenize::Pattern::Gpt2).unwrap();
+            let tok = crate::tokenizer::Tokenizer::unchecked(vocab, crate::pretokenize::Pattern::Gpt2);
             let enc = Encoder::new(tok);
             unordered += enc.tokenizer().vocab_size() - 256 - enc.backtracking().unwrap().tokens_in_order().iter().filter(|(t, _)| *t >= 256).count();
             for _ in 0..60 {
