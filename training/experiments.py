@@ -33,7 +33,7 @@ PILE_BYTES = 825e9
 
 BASE = {
     "tiny": dict(context_length=32, d_model=32, n_layers=1, n_heads=2, batch_size=4, max_steps=20, warmup_steps=2,
-                 eval_interval=5, eval_batches=2, log_interval=5, lr=3e-3, min_lr=3e-4, device="cpu"),
+                 eval_interval=5, eval_batches=2, log_interval=5, lr=1e-2, min_lr=1e-3, device="cpu"),
     "cpu": dict(context_length=128, d_model=128, n_layers=2, n_heads=4, batch_size=16, max_steps=300,
                 warmup_steps=30, eval_interval=25, eval_batches=8, log_interval=10, lr=3e-3, min_lr=3e-4,
                 device="cpu"),
@@ -42,6 +42,9 @@ BASE = {
                 lr=3e-3, min_lr=3e-4),
 }
 # Data sizes (train tokens, validation tokens) by scale; None: the whole text.
+SAMPLE_TOKENS = {"tiny": 24, "cpu": None, "gpu": None}  # tokens per sample in the report (None: its default)
+# On CPU one thread per process: a small model's ops are too short to share, and the cores are shared.
+TORCH_THREADS = {"tiny": 1, "cpu": 1, "gpu": None}
 SIZES = {"tiny": (20_000, 4_000), "cpu": (None, None), "gpu": (None, None)}
 BPE_VOCAB = {  # train:VOCAB of the CS336 tokenizers by scale
     "tinystories": {"tiny": 300, "cpu": 2048, "gpu": 10000},
@@ -278,7 +281,7 @@ def prepare_data(plan: DataPlan, r: Recipe, out: Path, files: dict, seed: int, p
     opts = Options(name=plan.name, out=str(dest), tokenizer=tokenizer, max_tokens=max_tokens, val_tokens=val_tokens,
                    val_fraction=val_fraction, seed=seed, from_files=files.get(plan.key, []),
                    val_files=files.get(plan.key + ".val", []), progress=False)
-    opts.command = "experiment " + r.name + " " + json.dumps(
+    opts.command = "experiment data " + json.dumps(
         {k: getattr(opts, k) for k in ("name", "tokenizer", "max_tokens", "val_tokens", "val_fraction", "seed",
                                        "from_files", "val_files")}, sort_keys=True)
     if (dest / "dataset.json").is_file():
@@ -374,6 +377,21 @@ def run_experiment(name: str, out: str, scale: str = "tiny", from_files: Optiona
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "recipe.json", {"recipe": name, "scale": scale, "from_files": files, "sets": sets,
                                           "seed": seed})
+    threads = TORCH_THREADS[scale]
+    if threads is None or r.name == "tokenizers":
+        return _run_experiment(r, name, out_dir, scale, files, sets, seed, configs, samples, log)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _run_experiment(r, name, out_dir, scale, files, sets, seed, configs, samples, log)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_experiment(r: Recipe, name: str, out_dir: Path, scale: str, files: dict, sets: dict, seed: Optional[int],
+                    configs: dict, samples: bool, log) -> dict:
     prepared: dict[str, Path] = {}
     data_seed = 1337 if seed is None else seed
     for plan in r.data:
@@ -395,7 +413,8 @@ def run_experiment(name: str, out: str, scale: str = "tiny", from_files: Optiona
              + (f", seed {seed}" if seed is not None else "") + "."] + r.notes
     for p in r.data:
         notes.append(f"Data set {p.key}: {labels[p.key]}.")
-    summary = build_report(run_dirs, str(out_dir), samples=samples, title=r.title, notes=notes,
+    summary = build_report(run_dirs, str(out_dir), samples=samples, max_new_tokens=SAMPLE_TOKENS[scale],
+                           title=r.title, notes=notes,
                            extra={"recipe": name, "scale": scale}, log=log)
     log(f"report -> {out_dir / 'report.md'}")
     return summary

@@ -138,7 +138,7 @@ def read_run(path: Path) -> Run:
     info = {}
     if (path / "run.json").is_file():
         info = json.loads((path / "run.json").read_text(encoding="utf-8"))
-    return Run(info.get("name") or path.name, path, records, config, info=info)
+    return Run(path.name, path, records, config, info=info)
 
 
 def data_dir_of(run: Run) -> Optional[Path]:
@@ -177,7 +177,8 @@ def read_data(path: Path, key: str) -> Data:
         else:  # counted from the token file: bytes from the tokens' byte strings
             f = open_tokens(path / f"{split}.bin")
             c = counts if split == "train" else np.bincount(np.asarray(f.tokens()), minlength=f.vocab_size)
-            lengths = np.array([len(vocab.get(i, b"")) for i in range(len(c))])
+            specials = set(f.special_tokens.values())
+            lengths = np.array([0 if i in specials else len(vocab.get(i, b"")) for i in range(len(c))])
             eot = f.eot_id
             d.splits[split] = {"documents": int(c[eot]) if eot is not None and eot < len(c) else 1,
                                "bytes": int((c * lengths).sum()), "tokens": f.num_tokens, "words": None}
@@ -222,8 +223,12 @@ def _plt():
 
 def _save(fig, path: Path) -> str:
     tmp = path.with_name(path.stem + ".tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a layout it cannot tighten is still drawn
+        fig.tight_layout()
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
     _plt().close(fig)
     os.replace(tmp, path)
     return path.name
