@@ -411,6 +411,9 @@ def _run_experiment(r: Recipe, name: str, out_dir: Path, scale: str, files: dict
 
     notes = [f"Recipe `{name}` at scale `{scale}`" + (f", --set {sets}" if sets else "")
              + (f", seed {seed}" if seed is not None else "") + "."] + r.notes
+    if scale != "gpu":
+        notes.append(f"Trained on CPU, one thread per run, on a machine with {os.cpu_count()} cores shared with other "
+                     "jobs: tokens/s between runs reflects the load as much as the model.")
     for p in r.data:
         notes.append(f"Data set {p.key}: {labels[p.key]}.")
     summary = build_report(run_dirs, str(out_dir), samples=samples, max_new_tokens=SAMPLE_TOKENS[scale],
