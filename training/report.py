@@ -711,6 +711,12 @@ def findings(runs: list[Run], stats: dict, mixed: bool, loss_key: str) -> list[s
                 else:
                     out.append(f"Every run first reached a validation loss of {level:.3f} at the same evaluation "
                                f"(step {got[fast]:,}): the evaluations are too sparse to tell their speeds apart.")
+        base = next((r for r in runs if r.name == "baseline"), None)
+        if base is not None:
+            b0 = stats[base.name][loss_key]
+            out.append("Against the baseline's final validation loss: " + "; ".join(
+                f"{r.name} {stats[r.name][loss_key] - b0:+.4f} ({100 * (stats[r.name][loss_key] - b0) / b0:+.1f}%)"
+                for r in runs if r is not base) + ".")
         rates = {r.name: stats[r.name]["tokens_per_s"] for r in runs if stats[r.name]["tokens_per_s"]}
         if len(rates) > 1:
             f, s = max(rates, key=rates.get), min(rates, key=rates.get)
@@ -742,7 +748,8 @@ def markdown(title, runs, stats, data_section, overlap, figures, samples, senten
                   - {"seed", "device", "dtype", "wandb", "wandb_project", "tensorboard", "compile"})
     differ = [k for k in keys if len({json.dumps(r.config.get(k, defaults.get(k))) for r in runs}) > 1]
     lines += ["## Summary", ""]
-    head = ["run", "data", "config differences", "final val loss", "val ppl", "best val loss"]
+    head = ["run", "data", f"config ({runs[0].name}: the keys that differ; others: where they differ from it)"
+            if len(runs) > 1 else "config", "final val loss", "val ppl", "best val loss"]
     if any("final_val_bpb" in s for s in stats.values()):
         head.append("val bits/byte")
     if any("final_val_word_ppl" in s for s in stats.values()):
@@ -751,7 +758,9 @@ def markdown(title, runs, stats, data_section, overlap, figures, samples, senten
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         s = stats[r.name]
-        diff = ", ".join(f"{k}={r.config.get(k, defaults.get(k))}" for k in differ) or "—"
+        ref = runs[0].config
+        shown = differ if r is runs[0] else [k for k in differ if r.config.get(k, defaults.get(k)) != ref.get(k, defaults.get(k))]
+        diff = ", ".join(f"{k}={r.config.get(k, defaults.get(k))}" for k in shown) or "—"
         row = [r.name, r.data.label if r.data else "?", diff, _fmt(s["final_val_loss"]),
                _fmt(s["final_val_ppl"]), _fmt(s["best_val_loss"])]
         if "val bits/byte" in head:
