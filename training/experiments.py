@@ -493,12 +493,17 @@ def tokenizer_report(r: Recipe, prepared: dict[str, Path], labels: dict, out_dir
         nbytes = sum(len(d.encode()) for d in docs)
         for label, threads in (("1 thread", 1), (f"{cores} threads", cores)):
             enc(docs[:50], threads)
-            t0 = time.perf_counter()
-            enc(docs, threads)
-            throughput[n][label] = nbytes / (time.perf_counter() - t0)
-    vocabs = {n: [len(b) for b in toks[n].vocab.values()] for n in toks}
+            best = math.inf
+            for _ in range(3):  # the best of three: the machine is shared
+                t0 = time.perf_counter()
+                enc(docs, threads)
+                best = min(best, time.perf_counter() - t0)
+            throughput[n][label] = nbytes / best
+    own_vocab = {n: [b for i, b in toks[n].vocab.items() if i not in set(toks[n].special_tokens.values())]
+                 for n in toks}
+    vocabs = {n: [len(b) for b in own_vocab[n]] for n in toks}
     vocabs["gpt2 (tiktoken)"] = [len(b) for b in gpt2._mergeable_ranks]
-    longest = {n: [_printable(b) for b in sorted(toks[n].vocab.values(), key=len, reverse=True)[:5]] for n in toks}
+    longest = {n: [_printable(b) for b in sorted(own_vocab[n], key=len, reverse=True)[:5]] for n in toks}
     longest["gpt2 (tiktoken)"] = [_printable(b) for b in sorted(gpt2._mergeable_ranks, key=len, reverse=True)[:5]]
 
     plots = out_dir / "plots"

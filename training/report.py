@@ -167,7 +167,7 @@ def read_data(path: Path, key: str) -> Data:
     d = Data(key, path, meta, meta.get("name") or path.name, train.vocab_size, tok.get("path"), tok.get("sha256"))
     if meta.get("label"):
         d.meta["label"] = meta["label"]
-    counts = np.bincount(np.asarray(train.tokens()), minlength=train.vocab_size)
+    counts = token_counts(train)
     d.counts = counts
     vocab = token_bytes(d)
     for split in ("train", "val"):
@@ -176,13 +176,22 @@ def read_data(path: Path, key: str) -> Data:
             d.splits[split] = {k: s.get(k) for k in ("documents", "bytes", "tokens", "words")}
         else:  # counted from the token file: bytes from the tokens' byte strings
             f = open_tokens(path / f"{split}.bin")
-            c = counts if split == "train" else np.bincount(np.asarray(f.tokens()), minlength=f.vocab_size)
+            c = counts if split == "train" else token_counts(f)
             specials = set(f.special_tokens.values())
             lengths = np.array([0 if i in specials else len(vocab.get(i, b"")) for i in range(len(c))])
             eot = f.eot_id
             d.splits[split] = {"documents": int(c[eot]) if eot is not None and eot < len(c) else 1,
                                "bytes": int((c * lengths).sum()), "tokens": f.num_tokens, "words": None}
     return d
+
+
+def token_counts(f, block: int = 1 << 24) -> np.ndarray:
+    """Occurrences of each id in a token file, counted a block at a time (bounded memory)."""
+    tokens = f.tokens()
+    counts = np.zeros(f.vocab_size, dtype=np.int64)
+    for start in range(0, len(tokens), block):
+        counts += np.bincount(tokens[start:start + block], minlength=f.vocab_size)[:f.vocab_size]
+    return counts
 
 
 _VOCABS: dict[Optional[str], dict[int, bytes]] = {}
