@@ -294,3 +294,52 @@ def test_a_recipe_without_local_files_tries_the_hub_and_fails_in_one_line(tmp_pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Hugging Face Hub" in lines[0] and "--from-files" in lines[0], result.stderr
     assert not (tmp_path / "x" / "data" / "tinystories").exists()
+
+
+def write_run(path: Path, val: dict, train: dict, **cfg) -> Path:
+    """A run folder by hand: config.toml and metrics.jsonl with the keys the training package may
+    add (an evaluation at step 0, val_accuracy, steps_per_s)."""
+    from training.config import Config, to_toml
+
+    path.mkdir(parents=True)
+    (path / "config.toml").write_text(to_toml(Config(vocab_size=100, d_model=16, n_layers=1, n_heads=2,
+                                                     context_length=8, **cfg)))
+    records = []
+    for step in sorted(set(val) | set(train)):
+        if step in train:
+            records.append({"step": step, "train_loss": train[step], "lr": 1e-3, "tokens_seen": 64 * step,
+                            "elapsed_s": step / 10, "tokens_per_s": 640.0, "steps_per_s": 10.0})
+        if step in val:
+            records.append({"step": step, "val_loss": val[step], "val_ppl": math.exp(val[step]),
+                            "val_accuracy": 0.1 + step / 100, "tokens_seen": 64 * step, "elapsed_s": step / 10})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_convergence_and_overfitting_are_computed_from_the_numbers(tmp_path):
+    a = write_run(tmp_path / "a", {0: 6.0, 10: 4.0, 20: 3.5, 30: 3.6}, {10: 4.1, 20: 3.3, 30: 3.0}, lr=3e-3)
+    b = write_run(tmp_path / "b", {0: 6.0, 10: 5.0, 20: 4.2, 30: 3.8}, {10: 5.1, 20: 4.3, 30: 3.9}, lr=1e-3)
+    lines: list[str] = []
+    summary = report.build_report([str(a), str(b)], str(tmp_path / "rep"), log=lines.append)
+    # levels from the highest loss every run saw (6.0) to the worst best (3.8), in four steps
+    assert summary["convergence"]["levels"] == pytest.approx([5.45, 4.9, 4.35, 3.8])
+    assert summary["convergence"]["steps"] == {"a": [10, 10, 10, 20], "b": [10, 20, 20, 30]}
+    assert summary["convergence"]["tokens"]["b"] == [640, 1280, 1280, 1920]
+    ra, rb = summary["runs"]["a"], summary["runs"]["b"]
+    assert (ra["best_val_loss"], ra["final_val_loss"], ra["stopped_improving_step"]) == (3.5, 3.6, 20)
+    assert ra["val_rise_after_best"] == pytest.approx(0.1) and rb["stopped_improving_step"] is None
+    assert (ra["final_val_accuracy"], ra["steps_per_s"], ra["steps"], ra["train_time_s"]) == (0.4, 10.0, 30, 3.0)
+    from training.config import Config
+    from training.model import param_count
+    assert ra["params"] == param_count(Config(vocab_size=100, d_model=16, n_layers=1, n_heads=2, context_length=8))
+    findings = summary["findings"]
+    assert findings[0].startswith("a ended with the lowest validation loss (3.6000 nats/token); b the highest (3.8000")
+    assert "a took 20 steps and b 30: 1.50x as many" in findings[1]
+    assert any(f.startswith("a: validation loss stopped improving at step 20 (best 3.5000) and rose 0.1000 by step 30")
+               and "gap was 0.600" in f for f in findings)
+    assert any(f.startswith("b: validation loss was still at its lowest") for f in findings)
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| a | ? | lr=0.003 |" in text and "| b | ? | lr=0.001 |" in text
+    # no data folder and no checkpoint: one line each per run, the report still written
+    assert sum("data folder is unknown" in l for l in lines) == 2 and sum("no ckpt_best.pt" in l for l in lines) == 2
+    assert not (tmp_path / "rep" / "plots" / "zipf.png").exists()

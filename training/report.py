@@ -45,8 +45,8 @@ PROMPTS = {  # prompts suited to each data set, by its prepare NAME
     "owt": "The government said on Tuesday that",
     "text": "The",
 }
-PLOTS = ("loss_vs_steps.png", "loss_vs_tokens.png", "val_perplexity.png", "lr_schedule.png", "tokens_per_s.png",
-         "final_val_loss.png", "convergence.png", "overfitting.png")
+PLOTS = ("loss_vs_steps.png", "loss_vs_tokens.png", "val_perplexity.png", "val_bits_per_byte.png", "lr_schedule.png",
+         "tokens_per_s.png", "final_val_loss.png", "convergence.png", "overfitting.png")
 DATA_PLOTS = ("zipf.png", "token_lengths.png", "vocab_overlap.png")
 RUN_KEYS = ("final_val_loss", "final_val_ppl", "best_val_loss", "tokens_per_s", "train_time_s", "params", "steps", "data")
 DATASET_KEYS = ("documents", "tokens", "bytes_per_token", "unique_tokens", "zipf_exponent")
@@ -414,6 +414,8 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
             c = f"C{i % 10}"
             tr = r.series("train_loss", x)
             va = r.series("val_loss", x)
+            if x == "tokens_seen":  # a log axis: the evaluation at step 0 has seen no tokens
+                tr, va = [p for p in tr if p[0] > 0], [p for p in va if p[0] > 0]
             if tr:
                 ax.plot(*zip(*tr), color=c, alpha=0.45, linewidth=1)
             ax.plot(*zip(*va), "o-", color=c, markersize=3, label=f"{r.name} (val; faint: train)")
@@ -437,6 +439,19 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     figs["val_perplexity.png"] = _save(fig, plots / "val_perplexity.png")
+
+    if all(r.data is not None and r.data.splits.get("val", {}).get("bytes") for r in runs):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for i, r in enumerate(runs):
+            v = r.data.splits["val"]
+            bpb = [(s, bits_per_byte(l, v["tokens"], v["bytes"])) for s, l in r.series("val_loss")]
+            ax.plot(*zip(*bpb), "o-", markersize=3, color=f"C{i % 10}", label=f"{r.name} ({v['bytes'] / v['tokens']:.2f} bytes/token)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("validation bits per byte")
+        ax.set_title("Validation loss per byte of text (comparable across tokenizers)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        figs["val_bits_per_byte.png"] = _save(fig, plots / "val_bits_per_byte.png")
 
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, r in enumerate(runs):
@@ -787,6 +802,7 @@ def markdown(title, runs, stats, data_section, overlap, figures, samples, senten
         "loss_vs_steps.png": "Train (faint) and validation loss against steps",
         "loss_vs_tokens.png": "The same against tokens seen",
         "val_perplexity.png": "Validation perplexity",
+        "val_bits_per_byte.png": "Validation bits per byte",
         "lr_schedule.png": "Learning-rate schedule",
         "tokens_per_s.png": "Throughput",
         "final_val_loss.png": "Final validation loss and perplexity",
