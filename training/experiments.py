@@ -358,7 +358,8 @@ def label_of(plan: DataPlan, files: dict) -> str:
     label = plan.label or plan.key
     if files.get(plan.key):
         names = ", ".join(Path(f).name for f in files[plan.key] + files.get(plan.key + ".val", []))
-        if Path(files[plan.key][0]).stem.split("_")[0] not in plan.name:
+        stem = Path(files[plan.key][0]).stem.lower()
+        if not any(part in stem for part in plan.name.split("_") if len(part) >= 3):
             return f"{label} (stand-in: {names})"
         return f"{label} ({names})"
     return label

@@ -10,6 +10,10 @@ tokenizer its checkpoint names.
 Bits per byte of a validation loss L (nats per token) on a split of B bytes and N tokens:
 L * N / (B * ln 2). It compares runs whose tokenizers differ; per-token losses do not.
 
+A run without ckpt_best.pt (or whose tokenizer is gone) gets one warning line and "No samples"
+in the report, which is written all the same; a run folder without metrics.jsonl, or whose
+metrics hold no validation loss yet, stops the report with one line.
+
 Zipf exponent: the least-squares slope s of log(frequency) = c - s * log(rank) over the ranks
 1 .. R of a split's token counts, R the last rank whose token occurs at least ZIPF_MIN_COUNT
 times (capped at ZIPF_MAX_RANK): hapax tails flatten the fit.
