@@ -17,7 +17,6 @@ import pytest
 from training_helpers import REPO, byte_tokenizer, make_data
 
 from training import experiments, report
-from training.errors import TrainingError
 
 TINY_FILES = {
     "wikitext2": ["wikitext2=wikitext2_test.txt", "wikitext2.val=wikitext2_valid.txt"],

@@ -311,8 +311,6 @@ def run_config(plan: RunPlan, sets: dict, seed: Optional[int]):
 
 def train_run(name: str, cfg, data_dir: Path, run_dir: Path, log, data_key: str = "", data_label: str = "") -> str:
     """Trains (or reuses, or resumes) one run; returns its status."""
-    from training.config import ARCHITECTURE_KEYS  # noqa: F401  (config module is torch-free)
-
     info_path = run_dir / "run.json"
     wanted = cfg.to_dict()
     if info_path.is_file():
@@ -458,7 +456,7 @@ def tokenizer_report(r: Recipe, prepared: dict[str, Path], labels: dict, out_dir
     import pybpe
     import tiktoken
 
-    from training.report import Data, _plt, _printable, _save, _write, data_plots, dataset_stats, read_data, vocab_overlap
+    from training.report import _plt, _printable, _save, _write, data_plots, dataset_stats, read_data, vocab_overlap
 
     sample_bytes = {"tiny": 200_000, "cpu": 2_000_000, "gpu": 20_000_000}[scale]
     domains = {k: _val_documents(p, sample_bytes) for k, p in prepared.items()}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -636,11 +635,9 @@ def data_plots(datasets: dict[str, Data], section: dict, overlap: dict, plots: P
 
 
 def make_samples(runs: list[Run], max_new_tokens: Optional[int], prompts: dict[str, str], log) -> dict[str, Any]:
-    """{run: {"prompts": [{prompt, temperature, seed, text}], ...}}; runs without ckpt_best.pt
-    get {"missing": reason} and one warning line."""
+    """{run: {"checkpoint", "step", "samples": [{prompt, temperature, seed, max_new_tokens, text}]}};
+    a run without ckpt_best.pt gets {"missing": reason} and one warning line."""
     import torch
-
-    from training.generate import decode, encode, generate_ids, load_model, load_tokenizer as ckpt_tokenizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one token at a time: thread hand-offs cost more than they save
