@@ -155,7 +155,9 @@ def r_wikitext2_vs_shakespeare_char(scale: str, files: dict) -> Recipe:
                   label="shakespeare_char")
     extra = dict(max_steps=1500, eval_interval=100) if scale == "gpu" else {}
     notes = ["Seed plan 001: WikiText-2 (subword tokens) from scratch, with tiny Shakespeare at the character "
-             "level as the baseline. Per-token losses do not compare across the two; bits per byte do."]
+             "level as the baseline. Per-token losses do not compare across the two; bits per byte do.",
+             "Both runs train on the same number of tokens, so the character-level model sees fewer bytes of text "
+             "(one byte per token against the BPE's three to four)."]
     return Recipe("wikitext2-vs-shakespeare-char", "WikiText-2 (BPE) vs shakespeare_char (characters)", [wt, sh],
                   [RunPlan("wikitext2", "wikitext2", _cfg(scale, **extra)),
                    RunPlan("shakespeare_char", "shakespeare_char", _cfg(scale, **extra))], notes)
