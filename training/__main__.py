@@ -1,4 +1,4 @@
-"""python -m training train|generate|plot|prepare"""
+"""python -m training train|generate|plot|prepare|experiment|sweep|report"""
 
 from __future__ import annotations
 
@@ -41,7 +41,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
 
     add_prepare_parser(sub)
+    add_experiment_parsers(sub)
     return parser
+
+
+def add_experiment_parsers(sub) -> None:
+    from training.experiments import RECIPES, SCALES
+
+    e = sub.add_parser("experiment", help="prepare the data, train every run of a recipe, write the report",
+                       description="Recipes: " + ", ".join(RECIPES))
+    e.add_argument("recipe", metavar="RECIPE", help=f"one of: {', '.join(RECIPES)}")
+    e.add_argument("--out", required=True, metavar="DIR", help="data/, runs/, report.md, plots/, summary.json")
+    e.add_argument("--scale", default="tiny", help=f"one of: {', '.join(SCALES)} (default tiny)")
+    e.add_argument("--from-files", nargs="+", action="extend", default=[], metavar="NAME=FILE[,FILE...]",
+                   help="a data set's train text as local files (NAME.val=FILE...: its validation text)")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config key of every run")
+    e.add_argument("--seed", type=int, default=None, help="the seed of the data sample and of every run")
+    e.add_argument("--no-samples", action="store_true", help="leave generations out of the report")
+
+    s = sub.add_parser("sweep", help="train the cross product of --grid values on one data set, then the report")
+    s.add_argument("--data", required=True, metavar="DIR")
+    s.add_argument("--out", required=True, metavar="DIR")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--preset")
+    src.add_argument("--config", metavar="FILE.toml")
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--no-samples", action="store_true")
+
+    r = sub.add_parser("report", help="the report over finished run folders")
+    r.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    r.add_argument("--out", required=True, metavar="DIR")
+    r.add_argument("--title", default="Training report")
+    r.add_argument("--no-samples", action="store_true")
+    r.add_argument("--max-new-tokens", type=int, default=None, help="tokens per sample (default 80; 300 for characters)")
 
 
 def add_prepare_parser(sub) -> None:
@@ -95,9 +128,36 @@ def run_prepare(args: argparse.Namespace, argv) -> int:
     return 0
 
 
+def run_experiments(args: argparse.Namespace) -> int:
+    from pybpe import PybpeError
+
+    from training import experiments
+    from training.config import parse_sets
+
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        if args.command == "experiment":
+            experiments.run_experiment(args.recipe, args.out, args.scale, args.from_files, parse_sets(args.set),
+                                       args.seed, not args.no_samples, log)
+        elif args.command == "sweep":
+            experiments.run_sweep(args.data, args.out, args.grid, args.preset, args.config, parse_sets(args.set),
+                                  not args.no_samples, log)
+        else:
+            from training.report import build_report
+
+            build_report(args.runs, args.out, not args.no_samples, args.max_new_tokens, title=args.title,
+                         log=lambda line: print(line, file=sys.stderr, flush=True))
+            print(f"report -> {os.path.join(args.out, 'report.md')}")
+    except PybpeError as e:
+        raise TrainingError(str(e)) from None
+    return 0
+
+
 def run(args: argparse.Namespace, argv=None) -> int:
     if args.command == "prepare":
         return run_prepare(args, sys.argv[1:] if argv is None else list(argv))
+    if args.command in ("experiment", "sweep", "report"):
+        return run_experiments(args)
     if args.command == "train":
         from training import config
         from training.train import train
