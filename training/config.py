@@ -108,7 +108,7 @@ class Config:
     # system
     device: str = key("auto", one_of("auto", "cuda", "mps", "cpu"))
     dtype: str = key("auto", one_of("auto", "float32", "bfloat16", "float16"))
-    compile: bool = key(False, ANY_BOOL)
+    compile: str = key("auto", one_of("auto", "true", "false"))  # auto: on CUDA, off on CPU and MPS
     seed: int = key(1337, Allowed(lo=0, hi=2**32 - 1))  # numpy and torch both take it
     wandb: bool = key(False, ANY_BOOL)
     wandb_project: str = key("pybpe", ANY_STRING)
@@ -159,6 +159,11 @@ def _check_type(key: str, value: Any) -> None:
 
 def _coerce(key: str, value: Any) -> Any:
     kind = FIELD_TYPES[key]
+    if isinstance(value, bool) and kind == "str" and {"true", "false"} <= set(ALLOWED[key].choices):
+        return "true" if value else "false"
+    if isinstance(value, str) and kind == "str" and {"true", "false"} <= set(ALLOWED[key].choices):
+        value = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}.get(
+            value.strip().lower(), value.strip().lower())
     if isinstance(value, str) and kind != "str":
         text = value.strip()
         try:
