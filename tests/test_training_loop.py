@@ -133,3 +133,33 @@ def test_under_torchrun_a_grad_accum_that_the_processes_cannot_share_is_refused_
     with pytest.raises(TrainingError, match="grad_accum 1 is the accumulation over all 2 processes"):
         train(tiny_config(), data, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_step_clock_splits_the_timed_steps_into_phases(data, tmp_path):
+    from training.train import StepClock
+
+    clock = StepClock(CPU)
+    train(tiny_config(max_steps=8), data, tmp_path / "run", log=lambda *a: None, clock=clock)
+    assert clock.steps == 8 - UNTIMED_STEPS
+    assert set(clock.seconds) == {"data", "forward", "backward", "optimizer", "host"}
+    assert all(clock.seconds[phase] > 0 for phase in ("data", "forward", "backward", "optimizer"))
+
+
+def test_the_gpu_benchmark_runs_the_training_loop_on_a_cpu(tmp_path):
+    import subprocess
+    import sys
+
+    from training_helpers import REPO
+
+    out = tmp_path / "rows.json"
+    r = subprocess.run([sys.executable, "benchmarks/train_gpu.py", "--device", "cpu", "--tiny", "--steps", "8",
+                        "--profile-steps", "6", "--eval-interval", "4", "--eval-batches", "1", "--target-loss", "100",
+                        "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| tinystories | auto (eager) | CPU" in r.stdout and "100.0: step 0, " in r.stdout  # reached by the evaluation before training
+    import json
+
+    (row,) = json.loads(out.read_text())
+    assert row["tokens_per_s"] > 0 and row["mfu"] is None and row["profiled_steps"] == 6 - UNTIMED_STEPS
+    assert all(row["step_ms"][phase] > 0 for phase in ("data", "forward", "backward", "optimizer"))

@@ -148,13 +148,6 @@ class Dist:
                 gc.collect()
                 dist.destroy_process_group()
 
-    def mean(self, value: float, device: torch.device) -> float:
-        if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        return t.item() / self.world
-
     def gather(self, obj: Any) -> list:
         if not self.enabled:
             return [obj]
@@ -321,22 +314,45 @@ def fmt_time(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+class StepClock:
+    """Seconds of the timed steps spent in each phase of a step, for benchmarks/train_gpu.py: the
+    device is synchronized at every phase boundary, so a run timed this way runs slower."""
+
+    PHASES = ("data", "forward", "backward", "optimizer", "host")
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds, self.steps, self.on = device, dict.fromkeys(self.PHASES, 0.0), 0, False
+        self.mark = time.perf_counter()
+
+    def tick(self, phase: Optional[str]) -> None:
+        """Ends the phase running since the last tick (None: time that belongs to no step)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        if phase is not None and self.on:
+            self.seconds[phase] += now - self.mark
+        self.mark = now
+
+
 def train(cfg: Config, data_dir: "str | os.PathLike[str]", out_dir: "str | os.PathLike[str]",
-          resume: bool = False, log=print) -> dict[str, Any]:
+          resume: bool = False, log=print, clock: Optional[StepClock] = None) -> dict[str, Any]:
     """Trains, evaluates and checkpoints into `out_dir`; returns the last metrics.
 
     Raises TrainingError on bad input or a non-finite loss (the last good checkpoint stays).
+    `clock` (benchmarks only) times the phases of the steps after the untimed warm-up.
     """
     ddp = Dist()
     micro_steps(cfg.grad_accum, ddp.world)
     ddp.start(cfg.device)
     try:
-        return _train(cfg, Path(data_dir), Path(out_dir), resume, log if ddp.main else (lambda *a, **k: None), ddp)
+        return _train(cfg, Path(data_dir), Path(out_dir), resume, log if ddp.main else (lambda *a, **k: None), ddp,
+                      clock)
     finally:
         ddp.stop()
 
 
-def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist) -> dict[str, Any]:
+def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist,
+           clock: Optional[StepClock] = None) -> dict[str, Any]:
     data = open_dataset(data_dir, cfg.context_length)
     val_words = (word_counts(data_dir) or {}).get("val")
     resolve_vocab(cfg, data)
@@ -483,27 +499,36 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
     timed_from = step + UNTIMED_STEPS  # the step after which tokens/s is timed
     t_window: Optional[float] = None
     steps_in_window, first_window = 0, True
+    tick = clock.tick if clock is not None else (lambda phase: None)
     t_mark = time.perf_counter()
     model.train()
+    tick(None)
     while step < cfg.max_steps:
+        if clock is not None:
+            clock.on = step >= timed_from
+            clock.steps += clock.on
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         step_loss = torch.zeros((), device=device)
         for m in range(micro):
             x, y = batches.next()
+            tick("data")
             sync = m == micro - 1
             with (model.no_sync() if ddp.enabled and not sync else contextlib.nullcontext()):
                 with autocast(device, dtype):
                     _, loss = model(x, y)
+                tick("forward")
                 scaler.scale(loss / micro).backward()
             step_loss += loss.detach() / micro
+            tick("backward")
         if cfg.grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
+        tick("optimizer")
         unread.append(step_loss)
         step += 1
         tokens_seen += tokens_per_step
@@ -571,6 +596,7 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
             t_mark = done  # evaluation and checkpoints are not training time
             if t_window is not None:
                 t_window += done - t_eval
+        tick("host" if not eval_now else None)
 
     if ddp.main:
         try:
