@@ -161,10 +161,9 @@ class Batches:
         return before, self.loader.windows(starts, self.T)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        current = self.ahead if self.ahead is not None else self._draw()
+        x, y = (self.ahead if self.ahead is not None else self._draw())[1]
+        self.loader.ready(x, y)  # before the next copy is queued, which then overlaps this step
         self.ahead = self._draw()
-        x, y = current[1]
-        self.loader.ready(x, y)
         return x, y
 
 
