@@ -65,3 +65,13 @@ def test_evaluation_windows_are_the_tokens_at_their_starts(token_file):
     tokens = np.asarray(token_file.tokens()).astype(np.int64)
     for row, s in enumerate(starts):
         assert x[row].tolist() == tokens[s : s + 10].tolist() and y[row].tolist() == tokens[s + 1 : s + 11].tolist()
+
+
+@pytest.mark.parametrize("dtype,top", [(np.uint16, 0xFFFF), (np.uint32, 0xFFFFFFFF)])
+def test_ids_sent_in_their_own_width_are_widened_back_to_the_same_ids(dtype, top):
+    from training.data import widen_ids, wire_ids
+
+    ids = np.array([[0, 1, top // 2, top // 2 + 1], [top - 1, top, 12345, 7]], dtype=dtype)
+    wire = wire_ids(ids)
+    assert wire.element_size() == np.dtype(dtype).itemsize  # what the copy to the device carries
+    assert widen_ids(wire).tolist() == ids.astype(np.int64).tolist()

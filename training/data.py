@@ -174,10 +174,7 @@ class WindowLoader:
         self.data, self.device = data, device
         self.tokens = data.tokens()
         self.views: dict[int, np.ndarray] = {}  # windows of T + 1 tokens, by T
-        # ids travel as signed ints of the file's width (torch has few unsigned ops), widened on the device
-        self.wire = np.int16 if data.dtype == "uint16" else np.int32
         self.wire_torch = torch.int16 if data.dtype == "uint16" else torch.int32
-        self.mask = 0xFFFF if data.dtype == "uint16" else 0xFFFFFFFF
         self.cuda = device.type == "cuda"
         self.stream = torch.cuda.Stream(device) if self.cuda else None
         self.staging: list[tuple[torch.Tensor, Optional[torch.cuda.Event]]] = []
@@ -193,9 +190,9 @@ class WindowLoader:
                 xy = xy.to(self.device)
             return xy[:, :-1], xy[:, 1:]
         host = self._pinned(rows.size).view(rows.shape)
-        host.numpy()[...] = rows.view(self.wire)
+        host.copy_(wire_ids(rows))
         with torch.cuda.stream(self.stream):
-            xy = host.to(self.device, non_blocking=True).to(torch.int64) & self.mask
+            xy = widen_ids(host.to(self.device, non_blocking=True))
         done = torch.cuda.Event()
         done.record(self.stream)
         self.staging[self.turn] = (self.staging[self.turn][0], done)
@@ -221,6 +218,17 @@ class WindowLoader:
             current.wait_stream(self.stream)
             x.record_stream(current)
             y.record_stream(current)
+
+
+def wire_ids(ids: np.ndarray) -> torch.Tensor:
+    """uint16/uint32 ids as the signed torch ints of the same width and bits (torch has few
+    unsigned ops): what travels to the device, half or a quarter of int64's bytes."""
+    return torch.from_numpy(ids.view(np.int16 if ids.dtype == np.uint16 else np.int32))
+
+
+def widen_ids(wire: torch.Tensor) -> torch.Tensor:
+    """The int64 ids of `wire_ids`' signed ints, on their device."""
+    return wire.to(torch.int64) & (0xFFFF if wire.dtype == torch.int16 else 0xFFFFFFFF)
 
 
 def windows(data: TokenFile, starts: np.ndarray, T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
