@@ -163,3 +163,7 @@ def test_the_gpu_benchmark_runs_the_training_loop_on_a_cpu(tmp_path):
     (row,) = json.loads(out.read_text())
     assert row["tokens_per_s"] > 0 and row["mfu"] is None and row["profiled_steps"] == 6 - UNTIMED_STEPS
     assert all(row["step_ms"][phase] > 0 for phase in ("data", "forward", "backward", "optimizer"))
+
+
+def test_compile_set_as_a_python_boolean_is_accepted():
+    assert config.Config(compile=True).validate().compile == "true"

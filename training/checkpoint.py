@@ -147,8 +147,6 @@ def config_of(ckpt: dict[str, Any]) -> Config:
     cfg = Config()
     for key, value in saved.items():
         if hasattr(cfg, key):
-            if key == "compile" and isinstance(value, bool):  # written before compile took "auto"
-                value = "true" if value else "false"
             setattr(cfg, key, value)
     try:
         cfg.validate()

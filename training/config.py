@@ -131,6 +131,9 @@ class Config:
         """Every key against its type and ALLOWED values, then the rules that tie keys together."""
         for name, allowed in ALLOWED.items():
             value = getattr(self, name)
+            if isinstance(value, bool) and {"true", "false"} <= set(allowed.choices):
+                value = "true" if value else "false"  # compile = true in Python, or in an older checkpoint
+                setattr(self, name, value)
             _check_type(name, value)
             if isinstance(value, float) and not math.isfinite(value):
                 raise TrainingError(f"config key {name} = {value!r}: expected a finite number {allowed.describe()}")
