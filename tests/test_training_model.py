@@ -199,3 +199,80 @@ def test_kv_cache_logits_equal_full_forward_logits():
         model(idx[:, :7], cache=cache)
         step, _ = model(idx[:, 7:9], cache=cache)  # two tokens at once after a prefill
     torch.testing.assert_close(step[:, -1], full[:, 8], atol=1e-5, rtol=1e-4)
+
+
+# Sampled with the code before the model was cast once and one-token decoding dropped its mask.
+SAMPLED_BEFORE = {
+    "rope": [50, 59, 49, 73, 53, 78, 33, 12, 79, 22, 95, 75, 37, 41, 57, 42, 66, 90, 40, 96, 6, 83, 54, 75, 37, 65,
+             34, 25, 48, 36, 6, 14, 34, 56, 12, 4, 18, 32, 83, 51],
+    "learned": [31, 2, 6, 18, 4, 88, 12, 87, 2, 49, 27, 75, 31, 51, 56, 12, 66, 84, 20, 51, 30, 83, 92, 75, 94, 36,
+                34, 40, 20, 50, 16, 92, 34, 63, 54, 92, 59, 51, 75, 89],
+}
+
+
+@pytest.mark.parametrize("positions", ["rope", "learned"])
+def test_sampling_with_a_seed_gives_the_same_tokens_as_before(positions):
+    torch.manual_seed(0)
+    model = GPT(small(positions=positions)).eval()
+    generator = torch.Generator().manual_seed(7)
+    out = generate_ids(model, [3, 1, 4, 1, 5], max_new_tokens=40, temperature=1.0, top_k=20, generator=generator)
+    assert out == SAMPLED_BEFORE[positions]  # 40 tokens: past context_length 16, so the cache is refilled too
+
+
+def test_one_token_decoded_with_the_cache_runs_attention_without_a_mask(monkeypatch):
+    import training.model as model_module
+
+    calls = []
+    sdpa = model_module.F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, is_causal=False, **kw):
+        calls.append((q.size(2), k.size(2), attn_mask is None, is_causal))
+        return sdpa(q, k, v, attn_mask=attn_mask, is_causal=is_causal, **kw)
+
+    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(0)
+    model = GPT(small(n_layers=1)).eval()
+    generate_ids(model, [3, 1, 4], max_new_tokens=3, temperature=0)
+    # the prompt: causal, no mask; each new token: one query over every cached key, no mask
+    assert calls == [(3, 3, True, True), (1, 4, True, False), (1, 5, True, False)]
+
+
+def test_a_model_cast_for_sampling_runs_without_autocast_and_keeps_its_tables_in_float32(monkeypatch):
+    from training.generate import cast_for_sampling
+
+    torch.manual_seed(0)
+    model = cast_for_sampling(GPT(small()).eval(), torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    assert model.blocks[0].attn.rotary.cos.dtype == torch.float32
+
+    def no_autocast(*a, **k):
+        raise AssertionError("autocast entered while sampling a model already in bf16")
+
+    monkeypatch.setattr(torch, "autocast", no_autocast)
+    out = generate_ids(model, [3, 1, 4, 1, 5], max_new_tokens=20, temperature=0)
+    assert len(out) == 20 and all(0 <= t < 97 for t in out)
+
+
+@pytest.mark.parametrize("name,peak", [
+    ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
+    ("NVIDIA H200", 989e12), ("NVIDIA A100-SXM4-40GB", 312e12), ("NVIDIA A100-SXM4-80GB", 312e12),
+    ("NVIDIA A100 80GB PCIe", 312e12), ("NVIDIA L4", 121e12), ("NVIDIA L40", 181e12), ("NVIDIA L40S", 362e12),
+    ("NVIDIA A10", 125e12), ("NVIDIA A10G", 70e12), ("Tesla V100-SXM2-16GB", 125e12), ("Tesla T4", 65e12),
+    ("NVIDIA GeForce RTX 4090", 165e12), ("NVIDIA GeForce RTX 3090", 71e12),
+    ("NVIDIA Imaginary X1", None), ("NVIDIA H100 80GB HBM3 Prototype", None),
+])
+def test_the_mfu_peak_is_looked_up_by_the_exact_gpu_name(monkeypatch, name, peak):
+    from training.model import mfu, peak_flops
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    cuda = torch.device("cuda", 0)
+    assert peak_flops(cuda) == peak
+    cfg = small()
+    util = mfu(cfg, 1e6, cuda, world_size=2)
+    assert util is None if peak is None else util == pytest.approx(flops_per_token(cfg) * 1e6 / (2 * peak))
+
+
+def test_there_is_no_mfu_without_a_gpu():
+    from training.model import mfu
+
+    assert mfu(small(), 1e6, torch.device("cpu")) is None

@@ -77,7 +77,7 @@ def test_the_command_line_trains_samples_and_plots(shakespeare_data, tmp_path):
     records = read_metrics(out)
     assert [r["step"] for r in records if r["val_loss"] is not None] == [0, 5, 10]
     assert set(records[0]) == {"step", "train_loss", "val_loss", "val_ppl", "val_accuracy", "val_word_ppl", "lr",
-                               "tokens_seen", "elapsed_s", "tokens_per_s", "steps_per_s", "mfu"}
+                               "tokens_seen", "elapsed_s", "tokens_per_s", "steps_per_s", "mfu", "eval_s", "ckpt_s"}
     assert "d_model = 32" in (out / "config.toml").read_text()
 
     r = cli("generate", "--ckpt", str(out / "ckpt_last.pt"), "--max-new-tokens", "20", "--num-samples", "2",
@@ -95,11 +95,11 @@ def test_ddp_with_gloo_and_two_processes(shakespeare_data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "training", "train", "--data", str(shakespeare_data), "--out", str(out),
-           *sets(max_steps=20, eval_interval=10, dropout=0.1)]
+           *sets(max_steps=20, eval_interval=10, dropout=0.1, grad_accum=2)]  # global: 1 micro-batch a process
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "2 process(es)" in r.stdout and r.stdout.count("step 20/20") == 1  # rank 0 alone prints
+    assert "2 process(es); grad_accum 2 = 1 per process" in r.stdout and r.stdout.count("step 20/20") == 1  # rank 0 alone prints
     records = read_metrics(out)
     assert records[-1]["tokens_seen"] == 20 * 8 * 32 * 2
     assert records[-1]["val_loss"] < records[1]["train_loss"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,30 @@ def save(path: "str | os.PathLike[str]", ckpt: dict[str, Any]) -> None:
         raise TrainingError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def link_or_copy(source: "str | os.PathLike[str]", path: "str | os.PathLike[str]") -> None:
+    """Makes `path` the checkpoint `source` holds without serialising it again: a hard link (the
+    two names share the file until the next save replaces `source`), or a copy where the file
+    system has no hard links. Atomic like `save`: `path` is the old file or the new, never a part."""
+    source, path = Path(source), Path(path)
+    tmp = path.parent / f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 24)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+        raise TrainingError(f"cannot write checkpoint {path}: {e.strerror or e}; {kept}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -108,7 +108,7 @@ class Config:
     # system
     device: str = key("auto", one_of("auto", "cuda", "mps", "cpu"))
     dtype: str = key("auto", one_of("auto", "float32", "bfloat16", "float16"))
-    compile: bool = key(False, ANY_BOOL)
+    compile: str = key("auto", one_of("auto", "true", "false"))  # auto: on CUDA, off on CPU and MPS
     seed: int = key(1337, Allowed(lo=0, hi=2**32 - 1))  # numpy and torch both take it
     wandb: bool = key(False, ANY_BOOL)
     wandb_project: str = key("pybpe", ANY_STRING)
@@ -131,6 +131,9 @@ class Config:
         """Every key against its type and ALLOWED values, then the rules that tie keys together."""
         for name, allowed in ALLOWED.items():
             value = getattr(self, name)
+            if isinstance(value, bool) and {"true", "false"} <= set(allowed.choices):
+                value = "true" if value else "false"  # compile = true in Python, or in an older checkpoint
+                setattr(self, name, value)
             _check_type(name, value)
             if isinstance(value, float) and not math.isfinite(value):
                 raise TrainingError(f"config key {name} = {value!r}: expected a finite number {allowed.describe()}")
@@ -159,6 +162,11 @@ def _check_type(key: str, value: Any) -> None:
 
 def _coerce(key: str, value: Any) -> Any:
     kind = FIELD_TYPES[key]
+    if isinstance(value, bool) and kind == "str" and {"true", "false"} <= set(ALLOWED[key].choices):
+        return "true" if value else "false"
+    if isinstance(value, str) and kind == "str" and {"true", "false"} <= set(ALLOWED[key].choices):
+        value = {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}.get(
+            value.strip().lower(), value.strip().lower())
     if isinstance(value, str) and kind != "str":
         text = value.strip()
         try:

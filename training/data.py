@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,6 +25,7 @@ class TokenFile:
     vocab_size: int
     special_tokens: dict[str, int]
     tokenizer: Optional[dict[str, Any]]
+    loader: Optional["WindowLoader"] = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def eot_id(self) -> Optional[int]:
@@ -132,30 +133,111 @@ def open_dataset(data_dir: "str | os.PathLike[str]", context_length: int) -> Dat
 
 
 class Batches:
-    """Random contiguous windows of a token file; the generator state is part of a checkpoint."""
+    """Random contiguous windows of a token file; the generator state is part of a checkpoint.
+
+    The token map is opened once; each batch is gathered in one indexing operation and sent to the
+    device in the file's own width (2 or 4 bytes an id), then widened to int64 there. The next batch
+    is built when this one is handed out: on CUDA its copy runs on a side stream while the step runs.
+    `state()` is the generator state before the batch built ahead was drawn, so a run resumed from it
+    sees the same batches.
+    """
 
     def __init__(self, data: TokenFile, batch_size: int, context_length: int, device: torch.device, seed: int):
         self.data, self.batch_size, self.T, self.device = data, batch_size, context_length, device
         self.rng = np.random.default_rng(seed)
+        self.loader = WindowLoader(data, device)
+        self.ahead: Optional[tuple[dict, tuple[torch.Tensor, torch.Tensor]]] = None
 
     def state(self) -> dict:
-        return self.rng.bit_generator.state
+        return self.ahead[0] if self.ahead is not None else self.rng.bit_generator.state
 
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+        self.ahead = None
+
+    def _draw(self) -> tuple[dict, tuple[torch.Tensor, torch.Tensor]]:
+        before = self.rng.bit_generator.state
+        starts = self.rng.integers(0, self.data.num_tokens - self.T, size=self.batch_size)
+        return before, self.loader.windows(starts, self.T)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = self.rng.integers(0, self.data.num_tokens - self.T, size=self.batch_size)
-        return windows(self.data, starts, self.T, self.device)
+        x, y = (self.ahead if self.ahead is not None else self._draw())[1]
+        self.loader.ready(x, y)  # before the next copy is queued, which then overlaps this step
+        self.ahead = self._draw()
+        return x, y
+
+
+class WindowLoader:
+    """Windows of one token file on one device, from a map of the file opened once."""
+
+    def __init__(self, data: TokenFile, device: torch.device):
+        self.data, self.device = data, device
+        self.tokens = data.tokens()
+        self.views: dict[int, np.ndarray] = {}  # windows of T + 1 tokens, by T
+        self.wire_torch = torch.int16 if data.dtype == "uint16" else torch.int32
+        self.cuda = device.type == "cuda"
+        self.stream = torch.cuda.Stream(device) if self.cuda else None
+        self.staging: list[tuple[torch.Tensor, Optional[torch.cuda.Event]]] = []
+        self.turn = 0
+
+    def windows(self, starts: np.ndarray, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if T not in self.views:
+            self.views[T] = np.lib.stride_tricks.sliding_window_view(self.tokens, T + 1)
+        rows = self.views[T][starts]
+        if not self.cuda:
+            xy = torch.from_numpy(rows.astype(np.int64))
+            if self.device.type != "cpu":
+                xy = xy.to(self.device)
+            return xy[:, :-1], xy[:, 1:]
+        host = self._pinned(rows.size).view(rows.shape)
+        host.copy_(wire_ids(rows))
+        with torch.cuda.stream(self.stream):
+            xy = widen_ids(host.to(self.device, non_blocking=True))
+        done = torch.cuda.Event()
+        done.record(self.stream)
+        self.staging[self.turn] = (self.staging[self.turn][0], done)
+        return xy[:, :-1], xy[:, 1:]
+
+    def _pinned(self, size: int) -> torch.Tensor:
+        # two pinned buffers in turn: one may still be copying while the other is filled
+        if len(self.staging) < 2:
+            self.staging.append((torch.empty(0, dtype=self.wire_torch), None))
+        self.turn = (self.turn + 1) % len(self.staging)
+        host, done = self.staging[self.turn]
+        if done is not None:
+            done.synchronize()
+        if host.numel() < size:
+            host = torch.empty(size, dtype=self.wire_torch).pin_memory()
+            self.staging[self.turn] = (host, None)
+        return host[:size]
+
+    def ready(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Makes the compute stream wait for the copy of (x, y) before it uses them."""
+        if self.cuda:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_stream(self.stream)
+            x.record_stream(current)
+            y.record_stream(current)
+
+
+def wire_ids(ids: np.ndarray) -> torch.Tensor:
+    """uint16/uint32 ids as the signed torch ints of the same width and bits (torch has few
+    unsigned ops): what travels to the device, half or a quarter of int64's bytes."""
+    return torch.from_numpy(ids.view(np.int16 if ids.dtype == np.uint16 else np.int32))
+
+
+def widen_ids(wire: torch.Tensor) -> torch.Tensor:
+    """The int64 ids of `wire_ids`' signed ints, on their device."""
+    return wire.to(torch.int64) & (0xFFFF if wire.dtype == torch.int16 else 0xFFFFFFFF)
 
 
 def windows(data: TokenFile, starts: np.ndarray, T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    tokens = data.tokens()
-    xy = torch.from_numpy(np.stack([tokens[s : s + T + 1].astype(np.int64) for s in starts]))
-    x, y = xy[:, :-1], xy[:, 1:]
-    if device.type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
+    """The windows of T + 1 tokens at `starts` as (inputs, next-token targets) on `device`."""
+    loader = WindowLoader(data, device) if data.loader is None or data.loader.device != device else data.loader
+    data.loader = loader
+    x, y = loader.windows(np.asarray(starts), T)
+    loader.ready(x, y)
+    return x, y
 
 
 def eval_starts(data: TokenFile, context_length: int, num_windows: int) -> np.ndarray:

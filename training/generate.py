@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -51,21 +52,26 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: Optional[
 @torch.no_grad()
 def generate_ids(model: GPT, prompt: list[int], max_new_tokens: int, temperature: float = 1.0,
                  top_k: Optional[int] = None, top_p: Optional[float] = None, eot_id: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float32) -> list[int]:
+                 generator: Optional[torch.Generator] = None, dtype: Optional[torch.dtype] = None) -> list[int]:
     """The new token ids after `prompt`, stopping before end-of-text or after max_new_tokens.
 
-    Beyond the context length the model sees the last context_length tokens, as without a cache.
+    The model runs in the dtype of its weights (see cast_for_sampling), under autocast only when
+    `dtype` asks for another. Beyond the context length the model sees the last context_length
+    tokens, as without a cache.
     """
     if not prompt:
         raise TrainingError("generation needs at least one prompt token")
     model.eval()
-    device = next(model.parameters()).device
+    weights = next(model.parameters())
+    device = weights.device
+    dtype = weights.dtype if dtype is None else dtype
+    run = autocast(device, dtype) if dtype != weights.dtype else contextlib.nullcontext()
     T = model.cfg.context_length
     seq, new = list(prompt), []
 
     def prefill():
         cache = KVCache(model.cfg, 1, device, dtype)
-        with autocast(device, dtype):
+        with run:
             logits, _ = model(torch.tensor([seq[-T:]], device=device), cache=cache)
         return cache, logits
 
@@ -76,12 +82,22 @@ def generate_ids(model: GPT, prompt: list[int], max_new_tokens: int, temperature
             break
         new.append(token)
         seq.append(token)
+        if len(new) == max_new_tokens:
+            break  # no forward pass for logits nothing samples from
         if cache.pos >= T:
             cache, logits = prefill()
         else:
-            with autocast(device, dtype):
+            with run:
                 logits, _ = model(torch.tensor([[token]], device=device), cache=cache)
     return new
+
+
+def cast_for_sampling(model: GPT, dtype: torch.dtype) -> GPT:
+    """Casts the weights to `dtype` once, so that sampling runs without autocast re-casting them
+    at every token. Buffers (the RoPE and sinusoidal tables) stay in float32."""
+    for p in model.parameters():
+        p.data = p.data.to(dtype)
+    return model
 
 
 # -- from a checkpoint -------------------------------------------------------------------
@@ -158,8 +174,8 @@ def generate(ckpt_path: str, prompt: str, max_new_tokens: int = 200, temperature
     else:
         raise TrainingError("an empty prompt needs an end-of-text token, and this data has none")
     generator = torch.Generator(device=dev).manual_seed(seed)
-    dtype = resolve_dtype("auto", dev)
+    cast_for_sampling(model, resolve_dtype("auto", dev))
     return [
-        decode(tokenizer, generate_ids(model, ids, max_new_tokens, temperature, top_k, top_p, eot_id, generator, dtype))
+        decode(tokenizer, generate_ids(model, ids, max_new_tokens, temperature, top_k, top_p, eot_id, generator))
         for _ in range(num_samples)
     ]

@@ -104,7 +104,8 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.update(self.layer, k, v)
             if cache.pos > 0:  # new queries see every cached key and the new keys causally
                 causal = False
-                mask = torch.ones(T, k.size(2), dtype=torch.bool, device=x.device).tril(k.size(2) - T)
+                if T > 1:  # one query sees every key: no mask, so the flash kernel can run
+                    mask = torch.ones(T, k.size(2), dtype=torch.bool, device=x.device).tril(k.size(2) - T)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )
@@ -248,30 +249,38 @@ def flops_per_token(cfg: Config) -> float:
     return 6 * matmul_params(cfg) + 12 * cfg.n_layers * cfg.d_model * cfg.context_length
 
 
-# Dense bf16 tensor-core peaks (FLOP/s), without sparsity, by a substring of the device name.
-PEAK_BF16 = (
-    ("H200", 989e12),
-    ("H100 PCIe", 756e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-    ("L40S", 362e12),
-    ("L4", 121e12),
-    ("A10G", 70e12),
-    ("4090", 165e12),
-    ("3090", 71e12),
-    ("V100", 125e12),
-)
+# Dense 16-bit tensor-core peaks (FLOP/s, bf16 where the GPU has it, else fp16; no sparsity, fp32
+# accumulation), by the exact name torch reports (see gpu_key). A GPU not listed has no MFU.
+PEAK_FLOPS = {
+    "a100 sxm4 40gb": 312e12, "a100 sxm4 80gb": 312e12, "a100 pcie 40gb": 312e12, "a100 80gb pcie": 312e12,
+    "a100 sxm 80gb": 312e12,
+    "h100 80gb hbm3": 989e12, "h100 sxm5 80gb": 989e12, "h100 sxm": 989e12,  # SXM
+    "h100 pcie": 756e12,
+    "h100 nvl": 835e12,
+    "h800": 989e12, "h800 pcie": 756e12,
+    "h200": 989e12, "h200 nvl": 835e12, "gh200 480gb": 989e12, "gh200 144g hbm3e": 989e12,
+    "l4": 121e12,
+    "l40": 181e12, "l40s": 362e12,
+    "a10": 125e12, "a10g": 70e12, "a40": 150e12, "rtx a6000": 155e12, "rtx 6000 ada generation": 365e12,
+    "v100 sxm2 16gb": 125e12, "v100 sxm2 32gb": 125e12, "v100 pcie 16gb": 112e12, "v100 pcie 32gb": 112e12,
+    "v100s pcie 32gb": 130e12,  # fp16: V100 has no bf16
+    "t4": 65e12,  # fp16
+    "rtx 4090": 165e12, "rtx 3090": 71e12, "rtx 3090 ti": 80e12,
+}
+
+
+def gpu_key(name: str) -> str:
+    """A device name as PEAK_FLOPS keys it: lower case, without the vendor and brand words,
+    dashes as spaces ("NVIDIA A100-SXM4-80GB" -> "a100 sxm4 80gb")."""
+    words = name.lower().replace("-", " ").split()
+    return " ".join(w for w in words if w not in ("nvidia", "tesla", "geforce"))
 
 
 def peak_flops(device: torch.device) -> Optional[float]:
-    """The detected GPU's dense bf16 peak, or None (CPU, MPS, an unknown GPU)."""
+    """The detected GPU's dense 16-bit peak, or None (CPU, MPS, a GPU not in PEAK_FLOPS)."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key, peak in PEAK_BF16:
-        if key in name:
-            return peak
-    return None
+    return PEAK_FLOPS.get(gpu_key(torch.cuda.get_device_name(device)))
 
 
 def mfu(cfg: Config, tokens_per_s: float, device: torch.device, world_size: int = 1) -> Optional[float]:

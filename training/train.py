@@ -27,7 +27,9 @@ from training.model import GPT, flops_per_token, mfu, num_params, param_count
 from training.perplexity import token_perplexity, word_perplexity, word_counts
 
 METRIC_KEYS = ("step", "train_loss", "val_loss", "val_ppl", "val_accuracy", "val_word_ppl", "lr", "tokens_seen",
-               "elapsed_s", "tokens_per_s", "steps_per_s", "mfu")
+               "elapsed_s", "tokens_per_s", "steps_per_s", "mfu", "eval_s", "ckpt_s")
+# Steps left out of tokens/s, MFU and ETA after a run starts or resumes: compilation and warm-up.
+UNTIMED_STEPS = 3
 
 
 # -- system ------------------------------------------------------------------------------
@@ -52,15 +54,34 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 on GPUs that have it, else fp16 (with a GradScaler); fp32 on CPU and MPS."""
+    """auto: bf16 on GPUs that have it in hardware (compute capability 8.0 on: Ampere and later),
+    else fp16 (with a GradScaler); fp32 on CPU and MPS. (torch.cuda.is_bf16_supported() is not
+    asked: it also says yes where bf16 is emulated, slower than fp16.)"""
     if name == "auto":
         if device.type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
     if dtype == torch.float16 and device.type != "cuda":
         raise TrainingError("dtype float16 needs a CUDA GPU; use bfloat16 or float32 here")
     return dtype
+
+
+def resolve_compile(setting: str, device: torch.device) -> bool:
+    """compile = auto: torch.compile on CUDA, where it pays for itself; not on CPU or MPS."""
+    return device.type == "cuda" if setting == "auto" else setting == "true"
+
+
+def micro_steps(grad_accum: int, world: int) -> int:
+    """The micro-batches each process takes a step: grad_accum is the accumulation over all
+    processes (as in nanoGPT), so a run keeps its tokens per step on any number of GPUs."""
+    if grad_accum % world:
+        suggestion = world * max(1, round(grad_accum / world))
+        raise TrainingError(
+            f"grad_accum {grad_accum} is the accumulation over all {world} processes and must be a multiple of "
+            f"{world} (each process takes grad_accum / {world} micro-batches a step); set grad_accum={suggestion}"
+        )
+    return grad_accum // world
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
@@ -126,13 +147,6 @@ class Dist:
             finally:
                 gc.collect()
                 dist.destroy_process_group()
-
-    def mean(self, value: float, device: torch.device) -> float:
-        if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        return t.item() / self.world
 
     def gather(self, obj: Any) -> list:
         if not self.enabled:
@@ -300,21 +314,45 @@ def fmt_time(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+class StepClock:
+    """Seconds of the timed steps spent in each phase of a step, for benchmarks/train_gpu.py: the
+    device is synchronized at every phase boundary, so a run timed this way runs slower."""
+
+    PHASES = ("data", "forward", "backward", "optimizer", "host")
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds, self.steps, self.on = device, dict.fromkeys(self.PHASES, 0.0), 0, False
+        self.mark = time.perf_counter()
+
+    def tick(self, phase: Optional[str]) -> None:
+        """Ends the phase running since the last tick (None: time that belongs to no step)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        if phase is not None and self.on:
+            self.seconds[phase] += now - self.mark
+        self.mark = now
+
+
 def train(cfg: Config, data_dir: "str | os.PathLike[str]", out_dir: "str | os.PathLike[str]",
-          resume: bool = False, log=print) -> dict[str, Any]:
+          resume: bool = False, log=print, clock: Optional[StepClock] = None) -> dict[str, Any]:
     """Trains, evaluates and checkpoints into `out_dir`; returns the last metrics.
 
     Raises TrainingError on bad input or a non-finite loss (the last good checkpoint stays).
+    `clock` (benchmarks only) times the phases of the steps after the untimed warm-up.
     """
     ddp = Dist()
+    micro_steps(cfg.grad_accum, ddp.world)
     ddp.start(cfg.device)
     try:
-        return _train(cfg, Path(data_dir), Path(out_dir), resume, log if ddp.main else (lambda *a, **k: None), ddp)
+        return _train(cfg, Path(data_dir), Path(out_dir), resume, log if ddp.main else (lambda *a, **k: None), ddp,
+                      clock)
     finally:
         ddp.stop()
 
 
-def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist) -> dict[str, Any]:
+def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist,
+           clock: Optional[StepClock] = None) -> dict[str, Any]:
     data = open_dataset(data_dir, cfg.context_length)
     val_words = (word_counts(data_dir) or {}).get("val")
     resolve_vocab(cfg, data)
@@ -357,11 +395,13 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
     batches = Batches(data.train, cfg.batch_size, cfg.context_length, device, seed=cfg.seed + ddp.rank)
     torch.manual_seed(cfg.seed + 1 + ddp.rank)  # dropout differs between ranks
     step, best_val, elapsed, tokens_seen = 0, math.inf, 0.0, 0
+    eval_s = ckpt_s = 0.0  # seconds spent evaluating and writing checkpoints, over the whole run
     if ckpt is not None:
         raw_model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         step, best_val, elapsed, tokens_seen = ckpt["step"], ckpt["best_val"], ckpt["elapsed_s"], ckpt["tokens_seen"]
+        eval_s, ckpt_s = ckpt.get("eval_s", 0.0), ckpt.get("ckpt_s", 0.0)
         rngs = ckpt["rng"]
         if len(rngs) == ddp.world:
             mine = rngs[ddp.rank]
@@ -374,19 +414,23 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
                   "the data order starts afresh", file=sys.stderr)
         log(f"resuming from {last_path} at step {step}")
     model = raw_model
-    if cfg.compile:
+    compiled = resolve_compile(cfg.compile, device)
+    if compiled:
         model = torch.compile(model)
     eval_model = model  # without DDP, whose forward may sync buffers: ranks evaluate different numbers of windows
     if ddp.enabled:
         model = DDP(model, device_ids=[ddp.local_rank] if device.type == "cuda" else None)
 
     val_starts = eval_starts(data.val, cfg.context_length, cfg.eval_batches * cfg.batch_size)
-    tokens_per_step = cfg.batch_size * cfg.context_length * cfg.grad_accum * ddp.world
+    micro = micro_steps(cfg.grad_accum, ddp.world)
+    tokens_per_step = cfg.batch_size * cfg.context_length * micro * ddp.world
     metrics = Metrics(out, step, ddp.main)
     attach_loggers(metrics, cfg, out)
+    accum = f"grad_accum {cfg.grad_accum} = {micro} per process; " if ddp.enabled else ""
     log(f"model: {num_params(raw_model):,} parameters, {flops_per_token(cfg) / 1e6:.1f} MFLOPs per token; "
-        f"device {device}, {str(dtype).replace('torch.', '')}; {ddp.world} process(es); "
-        f"{tokens_per_step:,} tokens per step; data {data.train.num_tokens:,} train / {data.val.num_tokens:,} val tokens")
+        f"device {device}, {str(dtype).replace('torch.', '')}, {'compiled' if compiled else 'eager'}; "
+        f"{ddp.world} process(es); {accum}{tokens_per_step:,} tokens per step; "
+        f"data {data.train.num_tokens:,} train / {data.val.num_tokens:,} val tokens")
 
     def save(path: Path) -> None:
         rngs = ddp.gather({
@@ -400,6 +444,7 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
                 "step": step, "best_val": best_val, "elapsed_s": elapsed, "tokens_seen": tokens_seen,
+                "eval_s": eval_s, "ckpt_s": ckpt_s,
                 "config": cfg.to_dict(), "rng": rngs, "data": data_ref(data),
                 "tokenizer": data.train.tokenizer,
             })
@@ -419,74 +464,139 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist)
             whole = evaluate(eval_model, data.val, starts, cfg, device, dtype, ddp, lengths)
             eval_record["val_word_ppl"] = word_perplexity(whole.total_nll, val_words)
             text += f" | val word ppl {eval_record['val_word_ppl']:.2f} ({val_words:,} words, the whole split)"
-        metrics.write(eval_record)
         return eval_record, text
 
     if step == 0:
+        t_eval = time.perf_counter()
         record, text = run_evaluation(lr_at(0, cfg))
+        eval_s += time.perf_counter() - t_eval
+        metrics.write({**record, "eval_s": round(eval_s, 3), "ckpt_s": round(ckpt_s, 3)})
         log(text)
+
+    # Each step's loss stays on the device until it is read, every log_interval steps and before
+    # every checkpoint: one transfer (and one all-reduce) for all the steps since the last read.
+    unread: list[torch.Tensor] = []
+
+    def read_losses() -> list[float]:
+        nonlocal unread
+        if not unread:
+            return []
+        values = torch.stack(unread).double()
+        if ddp.enabled:
+            dist.all_reduce(values)
+            values /= ddp.world
+        losses, first = values.tolist(), step - len(unread) + 1
+        unread = []
+        for at, value in enumerate(losses, first):
+            if not math.isfinite(value):
+                kept = f"the last good checkpoint is {last_path} (step {last_saved})" if last_saved is not None \
+                    else "no checkpoint was written yet"
+                raise TrainingError(f"training loss is {value} at step {at} (checked between steps {first} and "
+                                    f"{step}); stopped, {kept}")
+        return losses
+
     window_losses: list[float] = []
-    t_window, steps_in_window = time.perf_counter(), 0
+    timed_from = step + UNTIMED_STEPS  # the step after which tokens/s is timed
+    t_window: Optional[float] = None
+    steps_in_window, first_window = 0, True
+    tick = clock.tick if clock is not None else (lambda phase: None)
+    t_mark = time.perf_counter()
     model.train()
+    tick(None)
     while step < cfg.max_steps:
-        t0 = time.perf_counter()
+        if clock is not None:
+            clock.on = step >= timed_from
+            clock.steps += clock.on
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         step_loss = torch.zeros((), device=device)
-        for micro in range(cfg.grad_accum):
+        for m in range(micro):
             x, y = batches.next()
-            sync = micro == cfg.grad_accum - 1
+            tick("data")
+            sync = m == micro - 1
             with (model.no_sync() if ddp.enabled and not sync else contextlib.nullcontext()):
                 with autocast(device, dtype):
                     _, loss = model(x, y)
-                scaler.scale(loss / cfg.grad_accum).backward()
-            step_loss += loss.detach() / cfg.grad_accum
-        loss_value = ddp.mean(step_loss.item(), device)
-        if not math.isfinite(loss_value):
-            kept = f"the last good checkpoint is {last_path} (step {last_saved})" if last_saved is not None \
-                else "no checkpoint was written yet"
-            raise TrainingError(f"training loss is {loss_value} at step {step + 1}; stopped, {kept}")
+                tick("forward")
+                scaler.scale(loss / micro).backward()
+            step_loss += loss.detach() / micro
+            tick("backward")
         if cfg.grad_clip > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
+        tick("optimizer")
+        unread.append(step_loss)
         step += 1
         tokens_seen += tokens_per_step
-        elapsed += time.perf_counter() - t0
-        window_losses.append(loss_value)
-        steps_in_window += 1
+        log_now = step % cfg.log_interval == 0 or step == cfg.max_steps
+        eval_now = step % cfg.eval_interval == 0 or step == cfg.max_steps
+        if log_now or eval_now:
+            window_losses.extend(read_losses())  # before any checkpoint: a non-finite loss is never saved
+        if step == timed_from and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        elapsed += now - t_mark
+        t_mark = now
+        if step == timed_from:
+            t_window, steps_in_window = now, 0
+        elif step > timed_from:
+            steps_in_window += 1
 
-        if step % cfg.log_interval == 0 or step == cfg.max_steps:
-            now = time.perf_counter()
-            seconds = max(now - t_window, 1e-9)
-            tok_s, steps_s = steps_in_window * tokens_per_step / seconds, steps_in_window / seconds
-            util = mfu(cfg, tok_s, device, ddp.world)
+        if log_now:
+            tok_s = steps_s = util = None
+            if t_window is not None and steps_in_window > 0:
+                seconds = max(now - t_window, 1e-9)
+                tok_s, steps_s = steps_in_window * tokens_per_step / seconds, steps_in_window / seconds
+                util = mfu(cfg, tok_s, device, ddp.world)
             record = {"step": step, "train_loss": sum(window_losses) / len(window_losses), "lr": lr,
-                      "tokens_seen": tokens_seen, "elapsed_s": round(elapsed, 3), "tokens_per_s": round(tok_s, 1),
-                      "steps_per_s": round(steps_s, 3), "mfu": util}
+                      "tokens_seen": tokens_seen, "elapsed_s": round(elapsed, 3),
+                      "tokens_per_s": None if tok_s is None else round(tok_s, 1),
+                      "steps_per_s": None if steps_s is None else round(steps_s, 3), "mfu": util,
+                      "eval_s": round(eval_s, 3), "ckpt_s": round(ckpt_s, 3)}
             metrics.write(record)
-            eta = (cfg.max_steps - step) / steps_s
-            log(f"step {step}/{cfg.max_steps} | loss {record['train_loss']:.4f} | lr {lr:.2e} | "
-                f"{tok_s:,.0f} tok/s | {steps_s:.2f} steps/s | mfu {'n/a' if util is None else f'{100 * util:.1f}%'} | "
-                f"eta {fmt_time(eta)}")
-            window_losses, t_window, steps_in_window = [], time.perf_counter(), 0
+            if tok_s is None:
+                speed = (f"tok/s n/a | steps/s n/a | mfu n/a | eta n/a | the first {UNTIMED_STEPS} steps "
+                         "(compilation, warm-up) are not timed")
+            else:
+                speed = (f"{tok_s:,.0f} tok/s | {steps_s:.2f} steps/s | "
+                         f"mfu {'n/a' if util is None else f'{100 * util:.1f}%'} | "
+                         f"eta {fmt_time((cfg.max_steps - step) / steps_s)}")
+                if first_window:
+                    speed += f" | timed from step {timed_from} (the first {UNTIMED_STEPS}: compilation, warm-up)"
+                    first_window = False
+            log(f"step {step}/{cfg.max_steps} | loss {record['train_loss']:.4f} | lr {lr:.2e} | {speed} | "
+                f"eval {eval_s:.1f}s, ckpt {ckpt_s:.1f}s so far")
+            window_losses = []
+            if t_window is not None:
+                t_window, steps_in_window = time.perf_counter(), 0
 
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+        if eval_now:
             t_eval = time.perf_counter()
             eval_record, text = run_evaluation(lr)
-            record.update(eval_record)
+            t_ckpt = time.perf_counter()
+            eval_s += t_ckpt - t_eval
             val_loss = eval_record["val_loss"]
             is_best = val_loss < best_val
             best_val = min(best_val, val_loss)
             save(last_path)
-            if is_best:
-                save(best_path)
+            if is_best and ddp.main:
+                checkpoint.link_or_copy(last_path, best_path)  # the file just written, not serialized again
             last_saved = step
-            log(f"{text}{' (best)' if is_best else ''} | saved {last_path.name}")
-            t_window += time.perf_counter() - t_eval  # evaluation time is not training throughput
+            done = time.perf_counter()
+            ckpt_s += done - t_ckpt
+            eval_record.update(eval_s=round(eval_s, 3), ckpt_s=round(ckpt_s, 3))
+            metrics.write(eval_record)
+            record.update(eval_record)
+            log(f"{text}{' (best)' if is_best else ''} | saved {last_path.name} | "
+                f"eval {t_ckpt - t_eval:.2f}s, ckpt {done - t_ckpt:.2f}s")
+            t_mark = done  # evaluation and checkpoints are not training time
+            if t_window is not None:
+                t_window += done - t_eval
+        tick("host" if not eval_now else None)
 
     if ddp.main:
         try:
