@@ -1,24 +1,16 @@
-"""The `pybpe` command line."""
+"""The `pybpe` command line: the argument parser and `main`, which runs a subcommand and turns
+its errors into one line on stderr. The subcommands live in `commands`, `jsonl_export` and `demo`."""
 
 from __future__ import annotations
 
 import argparse
-import functools
-import os
 import signal
 import sys
-import time
 import warnings
-from pathlib import Path
 from typing import Optional, Sequence
 
-from pybpe.errors import PybpeError, VocabShortfallWarning
-
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_SHORTFALL = 3  # the tokenizer was saved, but with fewer merges than asked for
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 128 + 15
+from pybpe.cli_common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, UserError
+from pybpe.errors import PybpeError
 
 
 class Terminated(BaseException):
@@ -30,10 +22,6 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-class UserError(Exception):
-    """A problem to report in one line, without a traceback."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not usage + message
         print(f"pybpe: error: {message} (see pybpe {self.prog.split()[-1]} --help)" if " " in self.prog
@@ -41,97 +29,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def writes_to_stdout(command):
-    """A command whose output may go to a pipe that closes early (`| head`): it stops quietly
-    and, once its work is done, succeeds."""
-    @functools.wraps(command)
-    def run(args) -> int:
-        try:
-            status = command(args)
-            sys.stdout.flush()
-            return status
-        except BrokenPipeError:
-            # Point stdout at /dev/null so that the interpreter's final flush fails silently too.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
-
-    return run
-
-
-def _check_output_path(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory; give a file name for the output")
-    if not parent.is_dir():
-        raise UserError(f"{path}: the directory {parent} does not exist")
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
-def _show_token(token: bytes) -> str:
-    return repr(token.decode("utf-8", errors="replace"))
-
-
-def print_training_summary(tokenizer, report: dict, seconds: float, out: Optional[Path], file=sys.stdout) -> None:
-    r = report
-    rate = r["bytes_read"] / r["count_seconds"] / 1e6 if r["count_seconds"] > 0 else float("inf")
-    n_special = len(tokenizer.special_tokens)
-    print(f"  read          {_fmt_bytes(r['bytes_read'])} in {r['count_seconds']:.2f} s ({rate:.1f} MB/s)", file=file)
-    print(f"  pre-tokens    {r['pretokens']:,} ({r['unique_pretokens']:,} unique)", file=file)
-    print(f"  merges        {r['merges_learned']:,} learned in {r['merge_seconds']:.2f} s", file=file)
-    print(f"  total time    {seconds:.2f} s", file=file)
-    print(f"  vocab         {tokenizer.vocab_size:,} = 256 bytes + {r['merges_learned']:,} merges + {n_special} special",
-          file=file)
-    if out is not None:
-        print(f"  saved         {out}", file=file)
-    vocab = tokenizer.vocab
-    specials = set(tokenizer.special_tokens.values())
-    longest = sorted((i for i in vocab if i not in specials), key=lambda i: (-len(vocab[i]), i))[:10]
-    print("  longest tokens:", file=file)
-    for i in longest:
-        print(f"    {i:>7}  {len(vocab[i]):>3} bytes  {_show_token(vocab[i])}", file=file)
-
-
-@writes_to_stdout
 def cmd_train(args) -> int:
-    from pybpe.progress import TrainingProgress
-    from pybpe.tokenizer import Tokenizer
+    from pybpe import commands
 
-    out = Path(args.output)
-    _check_output_path(out)
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be at least 1, not {args.threads}")
-    started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, TrainingProgress() as progress:
-        warnings.simplefilter("always", VocabShortfallWarning)
-        tokenizer = Tokenizer.train(
-            args.files,
-            vocab_size=args.vocab,
-            special_tokens=args.special or [],
-            pattern=args.pattern,
-            threads=args.threads,
-            strict_utf8=args.strict,
-            progress=progress,
-        )
-    tokenizer.save(out)
-    seconds = time.perf_counter() - started
-    report = tokenizer.train_report
-    print(f"pybpe train: {', '.join(args.files)}")
-    print_training_summary(tokenizer, report, seconds, out)
-    if report["invalid_utf8_bytes"]:
-        print(f"pybpe: note: replaced {report['invalid_utf8_bytes']:,} invalid UTF-8 bytes with U+FFFD "
-              f"(--strict refuses such input)", file=sys.stderr)
-    if any(issubclass(w.category, VocabShortfallWarning) for w in caught):
-        print(f"pybpe: warning: the corpus ran out of pairs after {report['merges_learned']:,} merges; "
-              f"saved {out} with vocab {tokenizer.vocab_size:,} instead of {args.vocab:,}", file=sys.stderr)
-        return EXIT_SHORTFALL
-    return 0
+    return commands.cmd_train(args)
 
 
 def cmd_demo(args) -> int:
@@ -159,10 +60,8 @@ def cmd_decode(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from pybpe import commands, tokenizer_files
+    from pybpe import commands
 
-    if tokenizer_files.is_char_file(args.tokenizer):
-        return tokenizer_files.cmd_info_char(args)
     return commands.cmd_info(args)
 
 

@@ -1,4 +1,4 @@
-"""`pybpe encode`, `decode`, `info` and `stats`: the command line over `pybpe.Tokenizer`.
+"""`pybpe train`, `encode`, `decode`, `info` and `stats`: the command line over `pybpe.Tokenizer`.
 
 Problems are raised as PybpeError subclasses; `pybpe.cli.main` prints them as one line.
 """
@@ -10,16 +10,18 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from pybpe import tokenfile
-from pybpe.cli import _fmt_bytes, _show_token, writes_to_stdout
-from pybpe.errors import ConfigError, FileError, TokenizerFileError
+from pybpe.cli_common import EXIT_SHORTFALL, check_threads, load_tokenizer, writes_to_stdout
+from pybpe.errors import ConfigError, FileError, TokenizerFileError, VocabShortfallWarning
+from pybpe.formatting import fmt_bytes, longest_tokens, print_training_summary, show_token
 from pybpe.interop import check_output_path
-from pybpe.progress import EncodingProgress
+from pybpe.progress import EncodingProgress, TrainingProgress
 from pybpe.tokenizer import Tokenizer
-from pybpe.tokenizer_files import load_any
+from pybpe.tokenizer_files import is_char_file, load_any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,15 +30,35 @@ DTYPES = {"uint16": "<u2", "uint32": "<u4"}
 DECODE_CHUNK_TOKENS = 1 << 20
 
 
-def load_tokenizer(path: str) -> Tokenizer:
-    """A pybpe tokenizer file (written by `pybpe train` or `Tokenizer.save`), or where no
-    file has that name a named encoding such as gpt2 or cl100k_base."""
-    return Tokenizer.load(path)
-
-
-def check_threads(threads: Optional[int]) -> None:
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, not {threads}")
+@writes_to_stdout
+def cmd_train(args) -> int:
+    out = check_output_path(args.output)
+    check_threads(args.threads)
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught, TrainingProgress() as progress:
+        warnings.simplefilter("always", VocabShortfallWarning)
+        tokenizer = Tokenizer.train(
+            args.files,
+            vocab_size=args.vocab,
+            special_tokens=args.special or [],
+            pattern=args.pattern,
+            threads=args.threads,
+            strict_utf8=args.strict,
+            progress=progress,
+        )
+    tokenizer.save(out)
+    seconds = time.perf_counter() - started
+    report = tokenizer.train_report
+    print(f"pybpe train: {', '.join(args.files)}")
+    print_training_summary(tokenizer, report, seconds, out)
+    if report["invalid_utf8_bytes"]:
+        print(f"pybpe: note: replaced {report['invalid_utf8_bytes']:,} invalid UTF-8 bytes with U+FFFD "
+              f"(--strict refuses such input)", file=sys.stderr)
+    if any(issubclass(w.category, VocabShortfallWarning) for w in caught):
+        print(f"pybpe: warning: the corpus ran out of pairs after {report['merges_learned']:,} merges; "
+              f"saved {out} with vocab {tokenizer.vocab_size:,} instead of {args.vocab:,}", file=sys.stderr)
+        return EXIT_SHORTFALL
+    return 0
 
 
 @writes_to_stdout
@@ -59,8 +81,8 @@ def cmd_encode(args) -> int:
     total_bytes = sidecar["bytes_read"]
     itemsize = tokenfile.ITEMSIZES[sidecar["dtype"]]
     print(f"pybpe encode: {', '.join(args.files)} -> {out}")
-    print(f"  read          {_fmt_bytes(total_bytes)} in {len(args.files)} input{'s' if len(args.files) > 1 else ''}")
-    print(f"  tokens        {num_tokens:,} ({sidecar['dtype']}, {_fmt_bytes(num_tokens * itemsize)})")
+    print(f"  read          {fmt_bytes(total_bytes)} in {len(args.files)} input{'s' if len(args.files) > 1 else ''}")
+    print(f"  tokens        {num_tokens:,} ({sidecar['dtype']}, {fmt_bytes(num_tokens * itemsize)})")
     if num_tokens:
         print(f"  bytes/token   {total_bytes / num_tokens:.3f}")
     rate = total_bytes / seconds / 1e6 if seconds > 0 else float("inf")
@@ -155,14 +177,10 @@ def cmd_decode(args) -> int:
     return 0
 
 
-def longest_tokens(tok: Tokenizer, n: int) -> list[int]:
-    vocab = tok.vocab
-    specials = set(tok.special_tokens.values())
-    return sorted((i for i in vocab if i not in specials), key=lambda i: (-len(vocab[i]), i))[:n]
-
-
 @writes_to_stdout
 def cmd_info(args) -> int:
+    if is_char_file(args.tokenizer):
+        return info_char(args)
     tok = load_tokenizer(args.tokenizer)
     vocab = tok.vocab
     print(f"pybpe info: {args.tokenizer}")
@@ -179,7 +197,23 @@ def cmd_info(args) -> int:
         print(f"    {id:>7}  {name}")
     print("  longest tokens:")
     for i in longest_tokens(tok, 20):
-        print(f"    {i:>7}  {len(vocab[i]):>3} bytes  {_show_token(vocab[i])}")
+        print(f"    {i:>7}  {len(vocab[i]):>3} bytes  {show_token(vocab[i])}")
+    return 0
+
+
+def info_char(args) -> int:
+    """`pybpe info` of a character vocabulary file."""
+    from pybpe.chartok import CharTokenizer
+
+    tok = CharTokenizer.load(args.tokenizer)
+    print(f"pybpe info: {args.tokenizer}")
+    print(f"  vocab size    {tok.vocab_size:,}")
+    print(f"  kind          character-level: {len(tok.chars):,} characters, ids 0-{len(tok.chars) - 1}")
+    specials = tok.special_tokens
+    print(f"  special       {len(specials)}" + (":" if specials else ""))
+    for name, id in sorted(specials.items(), key=lambda s: s[1]):
+        print(f"    {id:>7}  {name}")
+    print(f"  characters    {tok.chars!r}")
     return 0
 
 
@@ -210,5 +244,5 @@ def cmd_stats(args) -> int:
         if counts[i] == 0:
             break
         share = 100 * counts[i] / num_tokens
-        print(f"    {int(i):>7}  {int(counts[i]):>12,}  {share:5.2f}%  {_show_token(vocab[int(i)])}")
+        print(f"    {int(i):>7}  {int(counts[i]):>12,}  {share:5.2f}%  {show_token(vocab[int(i)])}")
     return 0

@@ -32,7 +32,7 @@ def _best_seconds(fn, repeats: int = 3) -> float:
 
 
 def run(args) -> int:
-    from pybpe.cli import print_training_summary
+    from pybpe.formatting import print_training_summary
     from pybpe.progress import TrainingProgress
     from pybpe.tokenizer import Tokenizer
 

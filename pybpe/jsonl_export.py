@@ -62,7 +62,7 @@ def write_jsonl(ids, eot_id: Optional[int], out: Path, max_length: Optional[int]
 
 def cmd_encode_jsonl(args) -> int:
     from pybpe import tokenfile
-    from pybpe.commands import check_threads, load_tokenizer
+    from pybpe.cli_common import check_threads, load_tokenizer
     from pybpe.errors import ConfigError
     from pybpe.interop import check_output_path
     from pybpe.progress import EncodingProgress

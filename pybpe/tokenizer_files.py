@@ -25,19 +25,3 @@ def is_char_file(path) -> bool:
     from pybpe.chartok import is_char_file as check
 
     return check(path)
-
-
-def cmd_info_char(args) -> int:
-    """`pybpe info` of a character vocabulary file."""
-    from pybpe.chartok import CharTokenizer
-
-    tok = CharTokenizer.load(args.tokenizer)
-    print(f"pybpe info: {args.tokenizer}")
-    print(f"  vocab size    {tok.vocab_size:,}")
-    print(f"  kind          character-level: {len(tok.chars):,} characters, ids 0-{len(tok.chars) - 1}")
-    specials = tok.special_tokens
-    print(f"  special       {len(specials)}" + (":" if specials else ""))
-    for name, id in sorted(specials.items(), key=lambda s: s[1]):
-        print(f"    {id:>7}  {name}")
-    print(f"  characters    {tok.chars!r}")
-    return 0
