@@ -15,7 +15,7 @@ PACKAGES = ("pybpe", "training")
 
 def module_names() -> dict[str, Path]:
     """Every module of the packages by dotted name (the extension `_core` has no source)."""
-    names = {}
+    names = {"pybpe._core": ROOT / "pybpe" / "_core.abi3.so"}
     for package in PACKAGES:
         for path in sorted((ROOT / package).iterdir()):
             stem = path.name.split(".")[0]
