@@ -177,6 +177,12 @@ def cmd_decode(args) -> int:
     return 0
 
 
+def print_special_tokens(specials: dict[str, int]) -> None:
+    print(f"  special       {len(specials)}" + (":" if specials else ""))
+    for name, id in sorted(specials.items(), key=lambda s: s[1]):
+        print(f"    {id:>7}  {name}")
+
+
 @writes_to_stdout
 def cmd_info(args) -> int:
     if is_char_file(args.tokenizer):
@@ -191,10 +197,7 @@ def cmd_info(args) -> int:
     print(f"  pattern       {pattern}" + ("" if pattern in ("gpt2", "gpt4") else " (custom regex)"))
     if pattern in ("gpt2", "gpt4"):
         print(f"  regex         {tok.pattern_regex}")
-    specials = tok.special_tokens
-    print(f"  special       {len(specials)}" + (":" if specials else ""))
-    for name, id in sorted(specials.items(), key=lambda s: s[1]):
-        print(f"    {id:>7}  {name}")
+    print_special_tokens(tok.special_tokens)
     print("  longest tokens:")
     for i in longest_tokens(tok, 20):
         print(f"    {i:>7}  {len(vocab[i]):>3} bytes  {show_token(vocab[i])}")
@@ -209,10 +212,7 @@ def info_char(args) -> int:
     print(f"pybpe info: {args.tokenizer}")
     print(f"  vocab size    {tok.vocab_size:,}")
     print(f"  kind          character-level: {len(tok.chars):,} characters, ids 0-{len(tok.chars) - 1}")
-    specials = tok.special_tokens
-    print(f"  special       {len(specials)}" + (":" if specials else ""))
-    for name, id in sorted(specials.items(), key=lambda s: s[1]):
-        print(f"    {id:>7}  {name}")
+    print_special_tokens(tok.special_tokens)
     print(f"  characters    {tok.chars!r}")
     return 0
 

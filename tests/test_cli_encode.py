@@ -20,18 +20,6 @@ SPECIAL = "<|endoftext|>"
 
 
 @pytest.fixture(scope="module")
-def tokenizer_file(data, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tok") / "tok.json"
-    pybpe.Tokenizer.train(data / "corpora/tinystories_pool_valid.txt", 1000, [SPECIAL]).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tok(tokenizer_file):
-    return pybpe.Tokenizer.load(tokenizer_file)
-
-
-@pytest.fixture(scope="module")
 def big_tokenizer_file(tmp_path_factory):
     """65,793 tokens (bytes, all byte pairs, a special): more ids than uint16 holds."""
     vocab = {i: bytes([i]) for i in range(256)}

@@ -22,18 +22,6 @@ import pybpe
 SPECIAL = "<|endoftext|>"
 
 
-@pytest.fixture(scope="module")
-def tokenizer_file(data, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tok") / "tok.json"
-    pybpe.Tokenizer.train(data / "corpora/tinystories_pool_valid.txt", 1000, [SPECIAL]).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tok(tokenizer_file):
-    return pybpe.Tokenizer.load(tokenizer_file)
-
-
 @pytest.fixture
 def corpus(data, tmp_path):
     """4.8 MB of stories with special tokens: several chunks when streamed."""

@@ -345,11 +345,7 @@ def prepare_cli(*args: str, env=None) -> subprocess.CompletedProcess:
 
 
 def assert_failed_cleanly(result: subprocess.CompletedProcess, folder: Path, *fragments: str) -> None:
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
+    assert_one_line_error(result, *fragments)
     assert not (folder / "out").exists()
     assert not [p for p in folder.iterdir() if p.name.startswith(".")], list(folder.iterdir())
 

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from cli_helpers import assert_one_line_error as one_line_error
+
 from training import TrainingError, checkpoint, config
 from training.generate import load_model
 from training.model import GPT
@@ -26,12 +28,7 @@ def fails(match: str, *args, **kwargs):
 
 
 def assert_one_line_error(result, *words):
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0]
+    one_line_error(result, *words, prefix="error: ")
 
 
 # -- data --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from training.errors import TrainingError
+from training.files import write_json_atomically, write_text_atomically
 
 SCALES = ("tiny", "cpu", "gpu")
 PILE_BYTES = 825e9
@@ -329,7 +330,7 @@ def train_run(name: str, cfg, data_dir: Path, run_dir: Path, log, data_key: str 
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"name": name, "data": str(data_dir.resolve()), "data_key": data_key, "data_label": data_label,
             "config": wanted, "status": "running"}
-    _write_json(info_path, info)
+    write_json_atomically(info_path, info)
     from training.train import train
 
     log(f"run {name}: {'resuming' if resume else 'training'} -> {run_dir}")
@@ -344,14 +345,8 @@ def train_run(name: str, cfg, data_dir: Path, run_dir: Path, log, data_key: str 
         info["error"] = str(e)
         log(f"run {name}: diverged ({e})")
     info["wall_s"] = round(time.perf_counter() - started, 2)
-    _write_json(info_path, info)
+    write_json_atomically(info_path, info)
     return info["status"]
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def label_of(plan: DataPlan, files: dict) -> str:
@@ -376,7 +371,7 @@ def run_experiment(name: str, out: str, scale: str = "tiny", from_files: Optiona
     if out_dir.exists() and not out_dir.is_dir():
         raise TrainingError(f"--out {out}: exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "recipe.json", {"recipe": name, "scale": scale, "from_files": files, "sets": sets,
+    write_json_atomically(out_dir / "recipe.json", {"recipe": name, "scale": scale, "from_files": files, "sets": sets,
                                           "seed": seed})
     threads = TORCH_THREADS[scale]
     if threads is None or r.name == "tokenizers":
@@ -458,7 +453,7 @@ def tokenizer_report(r: Recipe, prepared: dict[str, Path], labels: dict, out_dir
     import pybpe
     import tiktoken
 
-    from training.report import _plt, _printable, _save, _write, data_plots, dataset_stats, read_data, vocab_overlap
+    from training.report import _plt, _printable, _save, data_plots, dataset_stats, read_data, vocab_overlap
 
     sample_bytes = {"tiny": 200_000, "cpu": 2_000_000, "gpu": 20_000_000}[scale]
     domains = {k: _val_documents(p, sample_bytes) for k, p in prepared.items()}
@@ -595,8 +590,8 @@ def tokenizer_report(r: Recipe, prepared: dict[str, Path], labels: dict, out_dir
     summary = {"schema": 1, "recipe": r.name, "scale": scale, "runs": {}, "datasets": section,
                "tokenizers": tokenizers, "vocab_overlap": overlap, "findings": sentences,
                "plots": sorted(figures.values())}
-    _write(out_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=float) + "\n")
-    _write(out_dir / "report.md", "\n".join(lines) + "\n")
+    write_text_atomically(out_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=float) + "\n")
+    write_text_atomically(out_dir / "report.md", "\n".join(lines) + "\n")
     log(f"report -> {out_dir / 'report.md'}")
     return summary
 

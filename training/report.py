@@ -31,6 +31,7 @@ from typing import Any, Optional
 import numpy as np
 
 from training.errors import TrainingError
+from training.files import write_text_atomically
 
 SCHEMA = 1
 ZIPF_MIN_COUNT = 2
@@ -254,12 +255,6 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _fmt(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
@@ -398,8 +393,8 @@ def build_report(run_dirs: list[str], out: str, samples: bool = True, max_new_to
         summary.update(extra)
     md = markdown(title, runs, stats, data_section, overlap, figures, sample_texts, sentences, mixed, notes or [],
                   samples)
-    _write(out_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=float) + "\n")
-    _write(out_dir / "report.md", md)
+    write_text_atomically(out_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=float) + "\n")
+    write_text_atomically(out_dir / "report.md", md)
     return summary
 
 
@@ -456,29 +451,22 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
         ax.legend(fontsize=8)
         figs["val_bits_per_byte.png"] = _save(fig, plots / "val_bits_per_byte.png")
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for i, r in enumerate(runs):
-        lr = r.series("lr")
-        if lr:
-            ax.plot(*zip(*lr), color=f"C{i % 10}", label=r.name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("learning rate")
-    ax.set_title("Learning-rate schedule")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    figs["lr_schedule.png"] = _save(fig, plots / "lr_schedule.png")
+    def by_step(key: str, ylabel: str, title: str, name: str) -> None:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for i, r in enumerate(runs):
+            series = r.series(key)
+            if series:
+                ax.plot(*zip(*series), color=f"C{i % 10}", label=r.name)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        figs[name] = _save(fig, plots / name)
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for i, r in enumerate(runs):
-        tps = r.series("tokens_per_s")
-        if tps:
-            ax.plot(*zip(*tps), color=f"C{i % 10}", label=r.name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training throughput (tokens/s)")
-    ax.set_title("Tokens per second (evaluation time excluded)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    figs["tokens_per_s.png"] = _save(fig, plots / "tokens_per_s.png")
+    by_step("lr", "learning rate", "Learning-rate schedule", "lr_schedule.png")
+    by_step("tokens_per_s", "training throughput (tokens/s)", "Tokens per second (evaluation time excluded)",
+            "tokens_per_s.png")
 
     names = [r.name for r in runs]
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(runs) + 2.5))

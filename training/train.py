@@ -23,6 +23,7 @@ from training import checkpoint
 from training.config import Config, to_toml
 from training.data import Batches, Dataset, eval_starts, open_dataset, windows
 from training.errors import TrainingError
+from training.files import write_text_atomically
 from training.model import GPT, flops_per_token, mfu, num_params, param_count
 from training.perplexity import token_perplexity, word_perplexity, word_counts
 
@@ -252,12 +253,6 @@ def data_ref(data: Dataset) -> dict[str, Any]:
     return {"dtype": data.train.dtype, "vocab_size": data.vocab_size, "special_tokens": data.train.special_tokens}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class Metrics:
     def __init__(self, out: Path, start_step: int, enabled: bool):
         self.path, self.enabled = out / "metrics.jsonl", enabled
@@ -274,7 +269,7 @@ class Metrics:
                 if isinstance(record, dict) and isinstance(record.get("step", 0), int) \
                         and record.get("step", 0) <= start_step:
                     kept.append(line)
-            write_atomic(self.path, "".join(l + "\n" for l in kept))
+            write_text_atomically(self.path, "".join(l + "\n" for l in kept))
         self.loggers: list = []
 
     def write(self, record: dict[str, Any]) -> None:
@@ -383,7 +378,7 @@ def _train(cfg: Config, data_dir: Path, out: Path, resume: bool, log, ddp: Dist,
         out.mkdir(parents=True, exist_ok=True)
         for tmp in checkpoint.remove_stale_temp_files(out):
             print(f"warning: removed {tmp}, left by a checkpoint save that did not finish", file=sys.stderr)
-        write_atomic(out / "config.toml", to_toml(cfg))
+        write_text_atomically(out / "config.toml", to_toml(cfg))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
