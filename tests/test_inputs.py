@@ -17,8 +17,6 @@ import pytest
 
 from cli_helpers import assert_one_line_error, run_pybpe
 
-import pybpe
-
 SPECIAL = "<|endoftext|>"
 
 

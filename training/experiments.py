@@ -453,7 +453,8 @@ def tokenizer_report(r: Recipe, prepared: dict[str, Path], labels: dict, out_dir
     import pybpe
     import tiktoken
 
-    from training.report import _plt, _printable, _save, data_plots, dataset_stats, read_data, vocab_overlap
+    from training.plot import pyplot, save_figure
+    from training.report import data_plots, printable, dataset_stats, read_data, vocab_overlap
 
     sample_bytes = {"tiny": 200_000, "cpu": 2_000_000, "gpu": 20_000_000}[scale]
     domains = {k: _val_documents(p, sample_bytes) for k, p in prepared.items()}
@@ -499,12 +500,12 @@ def tokenizer_report(r: Recipe, prepared: dict[str, Path], labels: dict, out_dir
                  for n in toks}
     vocabs = {n: [len(b) for b in own_vocab[n]] for n in toks}
     vocabs["gpt2 (tiktoken)"] = [len(b) for b in gpt2._mergeable_ranks]
-    longest = {n: [_printable(b) for b in sorted(own_vocab[n], key=len, reverse=True)[:5]] for n in toks}
-    longest["gpt2 (tiktoken)"] = [_printable(b) for b in sorted(gpt2._mergeable_ranks, key=len, reverse=True)[:5]]
+    longest = {n: [printable(b) for b in sorted(own_vocab[n], key=len, reverse=True)[:5]] for n in toks}
+    longest["gpt2 (tiktoken)"] = [printable(b) for b in sorted(gpt2._mergeable_ranks, key=len, reverse=True)[:5]]
 
     plots = out_dir / "plots"
     plots.mkdir(exist_ok=True)
-    plt = _plt()
+    plt = pyplot()
     figures = {}
     fig, ax = plt.subplots(figsize=(8, 4.5))
     dks = list(domains)
@@ -515,7 +516,7 @@ def tokenizer_report(r: Recipe, prepared: dict[str, Path], labels: dict, out_dir
     ax.set_ylabel("bytes per token (higher: better compression)")
     ax.set_title("Compression of each tokenizer on each domain's validation text")
     ax.legend(fontsize=8)
-    figures["bytes_per_token.png"] = _save(fig, plots / "bytes_per_token.png")
+    figures["bytes_per_token.png"] = save_figure(fig, plots / "bytes_per_token.png")
     fig, ax = plt.subplots(figsize=(8, 4))
     modes = list(next(iter(throughput.values())))
     for i, m in enumerate(modes):
@@ -524,7 +525,7 @@ def tokenizer_report(r: Recipe, prepared: dict[str, Path], labels: dict, out_dir
     ax.set_ylabel("encode throughput (MB/s)")
     ax.set_title(f"Encode throughput on this machine ({cores} cores, shared with other jobs)")
     ax.legend()
-    figures["throughput.png"] = _save(fig, plots / "throughput.png")
+    figures["throughput.png"] = save_figure(fig, plots / "throughput.png")
     fig, ax = plt.subplots(figsize=(8, 4))
     top = max(max(v) for v in vocabs.values())
     bins = np.arange(1, min(top, 32) + 2) - 0.5
@@ -534,7 +535,7 @@ def tokenizer_report(r: Recipe, prepared: dict[str, Path], labels: dict, out_dir
     ax.set_ylabel("share of the vocabulary")
     ax.set_title("Token-length histogram of each vocabulary")
     ax.legend(fontsize=8)
-    figures["vocab_token_lengths.png"] = _save(fig, plots / "vocab_token_lengths.png")
+    figures["vocab_token_lengths.png"] = save_figure(fig, plots / "vocab_token_lengths.png")
 
     datasets = {k: read_data(p, k) for k, p in prepared.items()}
     for k, d in datasets.items():

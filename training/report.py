@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -32,6 +31,7 @@ import numpy as np
 
 from training.errors import TrainingError
 from training.files import write_text_atomically
+from training.plot import pyplot, save_figure
 
 SCHEMA = 1
 ZIPF_MIN_COUNT = 2
@@ -225,36 +225,6 @@ def token_bytes(d: Data) -> dict[int, bytes]:
 # -- the report ----------------------------------------------------------------------------
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> str:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a layout it cannot tighten is still drawn
-        fig.tight_layout()
-    fig.savefig(tmp, dpi=80, bbox_inches="tight")
-    _plt().close(fig)
-    try:  # a 64-colour palette: far fewer bytes, no visible change for line plots
-        from PIL import Image
-
-        with Image.open(tmp) as im:
-            small = im.convert("RGB").quantize(64)
-        small.save(tmp, optimize=True)
-    except Exception:
-        pass
-    os.replace(tmp, path)
-    return path.name
-
-
 def _fmt(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
@@ -267,7 +237,8 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def _printable(b: bytes) -> str:
+def printable(b: bytes) -> str:
+    """A token's bytes as text for a Markdown table cell."""
     return json.dumps(b.decode("utf-8", "replace"), ensure_ascii=False)[1:-1].replace("|", "\\|")
 
 
@@ -402,7 +373,7 @@ def build_report(run_dirs: list[str], out: str, samples: bool = True, max_new_to
 
 
 def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> dict[str, str]:
-    plt = _plt()
+    plt = pyplot()
     figs: dict[str, str] = {}
     unit = "nats/token" + (" — tokenizers differ: not comparable across data sets" if mixed else "")
 
@@ -424,7 +395,7 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        figs[fname] = _save(fig, plots / fname)
+        figs[fname] = save_figure(fig, plots / fname)
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, r in enumerate(runs):
@@ -436,7 +407,7 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
     ax.set_title("Validation perplexity" + (" (per token: tokenizers differ)" if mixed else ""))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    figs["val_perplexity.png"] = _save(fig, plots / "val_perplexity.png")
+    figs["val_perplexity.png"] = save_figure(fig, plots / "val_perplexity.png")
 
     if all(r.data is not None and r.data.splits.get("val", {}).get("bytes") for r in runs):
         fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -449,7 +420,7 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
         ax.set_title("Validation loss per byte of text (comparable across tokenizers)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        figs["val_bits_per_byte.png"] = _save(fig, plots / "val_bits_per_byte.png")
+        figs["val_bits_per_byte.png"] = save_figure(fig, plots / "val_bits_per_byte.png")
 
     def by_step(key: str, ylabel: str, title: str, name: str) -> None:
         fig, ax = plt.subplots(figsize=(8, 4))
@@ -462,7 +433,7 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        figs[name] = _save(fig, plots / name)
+        figs[name] = save_figure(fig, plots / name)
 
     by_step("lr", "learning rate", "Learning-rate schedule", "lr_schedule.png")
     by_step("tokens_per_s", "training throughput (tokens/s)", "Tokens per second (evaluation time excluded)",
@@ -485,7 +456,7 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
         axes[1].text(v, y, f" {v:.1f}", va="center", fontsize=8)
     axes[1].set_yticklabels([])
     fig.suptitle("Final validation loss and perplexity")
-    figs["final_val_loss.png"] = _save(fig, plots / "final_val_loss.png")
+    figs["final_val_loss.png"] = save_figure(fig, plots / "final_val_loss.png")
 
     levels = convergence_levels(runs)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -503,7 +474,7 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Convergence speed: steps and tokens to reach each validation-loss level")
-    figs["convergence.png"] = _save(fig, plots / "convergence.png")
+    figs["convergence.png"] = save_figure(fig, plots / "convergence.png")
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for i, r in enumerate(runs):
@@ -519,7 +490,7 @@ def training_plots(runs: list[Run], stats: dict, plots: Path, mixed: bool) -> di
     ax.set_title("Overfitting: the train–validation gap")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    figs["overfitting.png"] = _save(fig, plots / "overfitting.png")
+    figs["overfitting.png"] = save_figure(fig, plots / "overfitting.png")
     return figs
 
 
@@ -570,7 +541,7 @@ def vocab_overlap(datasets: dict[str, Data]) -> dict[str, dict[str, float]]:
 
 
 def data_plots(datasets: dict[str, Data], section: dict, overlap: dict, plots: Path) -> dict[str, str]:
-    plt = _plt()
+    plt = pyplot()
     figs: dict[str, str] = {}
     if not datasets:
         return figs
@@ -589,7 +560,7 @@ def data_plots(datasets: dict[str, Data], section: dict, overlap: dict, plots: P
     ax.set_title("Zipf plot: token rank against frequency (log–log)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    figs["zipf.png"] = _save(fig, plots / "zipf.png")
+    figs["zipf.png"] = save_figure(fig, plots / "zipf.png")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / len(datasets)
@@ -602,7 +573,7 @@ def data_plots(datasets: dict[str, Data], section: dict, overlap: dict, plots: P
     ax.set_ylabel("share of token occurrences (train)")
     ax.set_title("Token-length histogram")
     ax.legend(fontsize=8)
-    figs["token_lengths.png"] = _save(fig, plots / "token_lengths.png")
+    figs["token_lengths.png"] = save_figure(fig, plots / "token_lengths.png")
 
     keys = list(datasets)
     fig, ax = plt.subplots(figsize=(2 + 1.2 * len(keys), 1.5 + 1.0 * len(keys)))
@@ -615,7 +586,7 @@ def data_plots(datasets: dict[str, Data], section: dict, overlap: dict, plots: P
         for j in range(len(keys)):
             ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", color="white" if m[i, j] < 0.6 else "black")
     ax.set_title("Share of the row's used token types\nthat the column uses too", fontsize=9)
-    figs["vocab_overlap.png"] = _save(fig, plots / "vocab_overlap.png")
+    figs["vocab_overlap.png"] = save_figure(fig, plots / "vocab_overlap.png")
     return figs
 
 
@@ -822,7 +793,7 @@ def markdown(title, runs, stats, data_section, overlap, figures, samples, senten
                   f"last token seen at least {ZIPF_MIN_COUNT} times.", ""]
         for k, d in data_section.items():
             lines.append(f"Top tokens of {d['label']}: " + ", ".join(
-                f"`{_printable(t['token'].encode())}` {100 * t['share']:.1f}%" for t in d["top_tokens"][:10]))
+                f"`{printable(t['token'].encode())}` {100 * t['share']:.1f}%" for t in d["top_tokens"][:10]))
             lines.append("")
         if overlap:
             keys = list(overlap)
