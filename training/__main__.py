@@ -1,4 +1,5 @@
-"""python -m training train|generate|plot|prepare|experiment|sweep|report"""
+"""`python -m training train|generate|plot|prepare|experiment|sweep|report`: the training
+command line, its parser and the one-line error; each subcommand imports its module only when run."""
 
 from __future__ import annotations
 
