@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What a cold `encode_to_numpy` call costs besides its wall time, and why two threads do
-more work than one: the diagnostics behind the encoding notes in RESULTS.md.
+more work than one: the diagnostics behind the encoder notes in docs/design.md.
 
     python3 benchmarks/tuning/encode_costs.py faults [CORPUS] [--threads N]
         one cold call (GPT-2, warmed up on small texts first, as encode.py's workers are):
