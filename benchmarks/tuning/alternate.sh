@@ -4,11 +4,11 @@
 #
 #   git stash; cargo build --release --example encode_speed; cp target/release/examples/encode_speed /tmp/A
 #   git stash pop; cargo build --release --example encode_speed; cp target/release/examples/encode_speed /tmp/B
-#   benchmarks/alternate.sh /tmp/A /tmp/B TOKENIZER.json [CORPUS] [ROUNDS] [THREADS]
+#   benchmarks/tuning/alternate.sh /tmp/A /tmp/B TOKENIZER.json [CORPUS] [ROUNDS] [THREADS]
 #
 # TOKENIZER.json: GPT-2 as a pybpe file, e.g. written by
 #   python3 -c "import pybpe; from pybpe.data import data_file as d; pybpe.Tokenizer.from_gpt2(d('cs336/gpt2_vocab.json'), d('cs336/gpt2_merges.txt'), special_tokens=['<|endoftext|>']).save('/tmp/gpt2.json')"
-DATA=${PYBPE_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
+DATA=${PYBPE_DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/data}
 T=$3; F=${4:-$DATA/corpora/enwiki_extract.txt}; R=${5:-8}; THREADS=${6:-1}
 for i in $(seq $R); do
   for b in A B; do

@@ -10,8 +10,8 @@
 #
 #   git stash; make install; cp -r pybpe /tmp/A/; git stash pop; make install; cp -r pybpe /tmp/B/
 #   python3 -m compileall -q /tmp/A /tmp/B
-#   benchmarks/alternate_python.sh /tmp/A /tmp/B [CORPUS] [THREADS|cli] [ROUNDS]
-DATA=${PYBPE_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
+#   benchmarks/tuning/alternate_python.sh /tmp/A /tmp/B [CORPUS] [THREADS|cli] [ROUNDS]
+DATA=${PYBPE_DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/data}
 A=$1; B=$2; C=${3:-$DATA/corpora/enwiki_extract.txt}; T=${4:-1}; R=${5:-5}
 if [ "$T" = cli ]; then
   CALL='

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """What a cold `encode_to_numpy` call costs besides its wall time, and why two threads do
-more work than one: the diagnostics behind the encoding notes in RESULTS.md.
+more work than one: the diagnostics behind the encoder notes in docs/design.md.
 
-    python3 benchmarks/encode_costs.py faults [CORPUS] [--threads N]
+    python3 benchmarks/tuning/encode_costs.py faults [CORPUS] [--threads N]
         one cold call (GPT-2, warmed up on small texts first, as encode.py's workers are):
         wall ms, minor page faults, user and system CPU seconds of the call alone
-    python3 benchmarks/encode_costs.py overlap [CORPUS] [--threads N]
+    python3 benchmarks/tuning/encode_costs.py overlap [CORPUS] [--threads N]
         distinct pre-tokens of the corpus, and summed over N threads that take its 2 MiB
         chunks in turn: the ratio is how much more first-time work (vocabulary lookups and
         merges) N threads would do if each had a cache of its own, as they did before the
@@ -22,7 +22,7 @@ import resource
 import sys
 import time
 
-sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 WARMUP_FILES = ["cs336/tinystories_sample.txt", "cs336/german.txt", "cs336/address.txt"]
 CHUNK_CHARS = 2 << 20

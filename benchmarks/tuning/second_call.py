@@ -5,14 +5,14 @@ A first call meets every pre-token for the first time; a second one finds them i
 cache the encoder keeps. Each peer runs in a fresh process (one thread, warmed up on a small
 text first, as in encode.py), and prints the seconds of three calls on the same text.
 
-    python3 benchmarks/second_call.py [CORPUS ...]     # default: enwiki and alice
+    python3 benchmarks/tuning/second_call.py [CORPUS ...]     # default: enwiki and alice
 
 With PERF_CTL and PERF_ACK set (the fifos of `perf record -D -1 --control fifo:CTL,ACK`), a
 worker enables perf around its first call only, so that a profile shows that call alone:
 
     mkfifo /tmp/ctl /tmp/ack
     PERF_CTL=/tmp/ctl PERF_ACK=/tmp/ack perf record -D -1 --control fifo:/tmp/ctl,/tmp/ack -e cpu-clock \\
-        python3 benchmarks/second_call.py --worker pybpe CORPUS
+        python3 benchmarks/tuning/second_call.py --worker pybpe CORPUS
 """
 
 import argparse
@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 PEERS = ["pybpe", "gigatoken"]
