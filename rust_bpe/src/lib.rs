@@ -2,15 +2,12 @@
 //! semantics, a tiktoken-exact encoder, the tokenizer file format; `python` holds the pyo3 bindings.
 
 mod ascii_blocks;
-mod backtrack;
 pub mod corpus;
 pub mod encode;
 pub mod error;
 pub mod input;
 mod huge_pages;
 pub mod packed_table;
-mod pair_ranks;
-mod pretoken_cache;
 pub mod pretokenize;
 pub mod tokenizer;
 pub mod train;
