@@ -1,7 +1,6 @@
 //! rust_bpe: the core of pybpe. A pre-tokenizer, a byte-level BPE trainer with CS336
 //! semantics, a tiktoken-exact encoder, the tokenizer file format; `python` holds the pyo3 bindings.
 
-mod ascii_blocks;
 pub mod corpus;
 pub mod encode;
 pub mod error;
