@@ -4,18 +4,14 @@
 pub mod corpus;
 pub mod encode;
 pub mod error;
-pub mod input;
-mod huge_pages;
 pub mod packed_table;
 pub mod pretokenize;
+pub mod text;
 pub mod tokenizer;
 pub mod train;
-pub mod utf8;
 
 #[cfg(feature = "python")]
 mod python;
-#[cfg(feature = "python")]
-mod str_storage;
 
 pub use encode::{Allowed, Encoder, Parts};
 pub use error::BpeError;

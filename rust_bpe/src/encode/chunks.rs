@@ -190,7 +190,7 @@ pub(super) fn run_chunks<T: TokenId>(
 pub(super) fn ids_buffer<T>(text_len: usize) -> Vec<T> {
     const LARGE: usize = 1 << 20;
     let room = if text_len < LARGE { text_len / 2 } else { text_len.min(text_len / 2 + (64 << 20)) };
-    crate::huge_pages::vec_with_capacity(room + 16)
+    crate::text::huge_pages::vec_with_capacity(room + 16)
 }
 
 /// The ids of a text encoded in chunks, left in the buffers of the threads that encoded
@@ -222,7 +222,7 @@ impl<T: TokenId> Parts<T> {
             out.truncate(self.chunks[..prefix].last().map_or(0, |c| c.2));
             (out, &self.chunks[prefix..])
         } else {
-            (crate::huge_pages::vec_with_capacity(total), &self.chunks[..])
+            (crate::text::huge_pages::vec_with_capacity(total), &self.chunks[..])
         };
         let done = out.len();
         let mut room = &mut out.spare_capacity_mut()[..total - done];

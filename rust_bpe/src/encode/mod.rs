@@ -35,7 +35,7 @@ use crate::packed_table::{hash, PackedTable};
 use self::pair_ranks::{PackedPairs, PairRanks};
 use self::pretoken_cache::{hash_of_home, home, Cached, Inserts, PreTokenCache, IN_ARENA};
 use crate::pretokenize::{cut_points, cut_points_chars, last_cut_after, pack, pack_at, Piece, SpecialTokens, MAX_PACKED};
-use crate::utf8::{push_utf8, CodeUnit, Surrogate};
+use crate::text::utf8::{push_utf8, CodeUnit, Surrogate};
 use crate::tokenizer::Tokenizer;
 use self::blocks::*;
 use self::chunks::*;

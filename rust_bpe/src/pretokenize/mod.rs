@@ -22,7 +22,7 @@ pub use self::cuts::*;
 pub use self::pack::*;
 pub use self::specials::*;
 use crate::error::BpeError;
-use crate::utf8::CodeUnit;
+use crate::text::utf8::CodeUnit;
 
 pub const GPT2_REGEX: &str =
     r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
