@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
+use crate::error::BpeError;
+use crate::text::utf8::CodeUnit;
 use self::blocks::{BlockSplits, Gpt2Rules, Gpt4Rules};
 pub use self::builtin::*;
 pub use self::cuts::*;
 pub use self::pack::*;
 pub use self::specials::*;
-use crate::error::BpeError;
-use crate::text::utf8::CodeUnit;
 
 pub const GPT2_REGEX: &str =
     r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
