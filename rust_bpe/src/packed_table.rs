@@ -45,7 +45,7 @@ impl<V: Copy + Default> PackedTable<V> {
     pub fn with_capacity(n: usize) -> PackedTable<V> {
         let size = (n * 2).next_power_of_two().max(64);
         let empty = Slot { key: 0, value: V::default() };
-        let mut lines = crate::huge_pages::vec_with_capacity(size / 2);
+        let mut lines = crate::text::huge_pages::vec_with_capacity(size / 2);
         lines.resize(size / 2, Line([empty; 2]));
         PackedTable { lines, mask: size - 1, len: 0 }
     }

@@ -13,7 +13,7 @@ use crate::corpus::{count_tokens, encode_files, EncodeFilesReport};
 use crate::encode::{Allowed, Encoder, Parts, TokenId};
 use crate::error::BpeError;
 use crate::pretokenize::Pattern;
-use crate::str_storage::{self, StrStorage};
+use crate::text::str_storage::{self, StrStorage};
 use crate::tokenizer::Tokenizer;
 use crate::train::{self, Input, Progress, TrainOptions};
 

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use crate::error::BpeError;
-use crate::huge_pages;
+use crate::text::huge_pages;
 use crate::pretokenize::{Pattern, SpecialTokens};
 
 /// Where text comes from.

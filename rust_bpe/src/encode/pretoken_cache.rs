@@ -17,7 +17,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::huge_pages::ZeroedBuffer;
+use crate::text::huge_pages::ZeroedBuffer;
 
 /// The ids of a pre-token: `count` (at most three) ids in `ids`, or (`count` with
 /// `IN_ARENA` set) `count & !IN_ARENA` ids at offset `ids[0]` of the cache's arena.

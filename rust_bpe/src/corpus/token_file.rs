@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use crate::encode::Encoder;
 use crate::error::BpeError;
-use crate::input::{read_ahead, Chunks, Input, Source};
+use crate::corpus::input::{read_ahead, Chunks, Input, Source};
 
 const CHUNK_BYTES: usize = 4 << 20;
 

@@ -21,7 +21,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::encode::TokenId;
-use crate::pair_ranks::PairRanks;
+use super::pair_ranks::PairRanks;
 
 const NONE: u32 = u32::MAX;
 
